@@ -1,0 +1,1 @@
+"""clearcube.pipeline"""

@@ -1,0 +1,82 @@
+"""The ``clearcube`` console script: one parser, subcommands registered by their own modules.
+
+Each command lives beside the code it drives and exposes ``register(subparsers)``, which adds
+its parser and sets ``func`` to a function ``(args) -> int``. Command modules import heavy
+libraries (torch, odc-stac, dask) inside their functions so that ``clearcube --help`` and
+``clearcube search`` stay fast.
+
+Exit codes (DESIGN.md): 0 success, 2 bad input (one-line reason on stderr), 1 failure.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import logging
+import sys
+from collections.abc import Sequence
+
+from clearcube import BadInputError, ClearcubeError, __version__
+
+# Modules that register subcommands, in the order they appear in ``--help``.
+COMMAND_MODULES: tuple[str, ...] = (
+    "clearcube.catalogs.commands",  # search, catalog serve, catalog demo-data
+    "clearcube.pipeline.commands",  # cube, run, demo
+    "clearcube.model.commands",  # train, evaluate
+)
+
+log = logging.getLogger("clearcube")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Build the full argument parser from every module in :data:`COMMAND_MODULES`."""
+    parser = argparse.ArgumentParser(
+        prog="clearcube",
+        description="Cloud-free Sentinel-2 composites from Sentinel-1/2 time series.",
+    )
+    parser.add_argument("--version", action="version", version=f"clearcube {__version__}")
+    parser.add_argument(
+        "-v", "--verbose", action="count", default=0, help="more logging (-vv: debug)"
+    )
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(name)
+        except ModuleNotFoundError as exc:
+            if exc.name != name:  # a real missing dependency inside the module: surface it
+                raise
+            continue
+        module.register(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI in-process and return the exit code (tests call this directly)."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse exits 2 on bad flags, 0 on --help
+        return int(exc.code or 0)
+    logging.basicConfig(
+        level=(logging.WARNING, logging.INFO, logging.DEBUG)[min(args.verbose, 2)],
+        format="%(levelname)s %(name)s: %(message)s",
+    )
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except BadInputError as exc:
+        print(f"clearcube: error: {exc}", file=sys.stderr)
+        return 2
+    except ClearcubeError as exc:
+        print(f"clearcube: failed: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("clearcube: interrupted; rerun the same command to resume", file=sys.stderr)
+        return 130
+
+
+def entry_point() -> None:
+    """Console-script entry point."""
+    sys.exit(main())
