@@ -20,9 +20,11 @@ from clearcube import BadInputError, ClearcubeError, __version__
 
 # Modules that register subcommands, in the order they appear in ``--help``.
 COMMAND_MODULES: tuple[str, ...] = (
-    "clearcube.catalogs.commands",  # search, catalog serve, catalog demo-data
-    "clearcube.pipeline.commands",  # cube, run, demo
-    "clearcube.model.commands",  # train, evaluate
+    "clearcube.catalogs.cli",  # search, catalog serve, catalog demo-data
+    "clearcube.pipeline.cube_cli",  # cube
+    "clearcube.pipeline.run_cli",  # run, demo
+    "clearcube.model.train_cli",  # train
+    "clearcube.model.evaluate_cli",  # evaluate
 )
 
 log = logging.getLogger("clearcube")
