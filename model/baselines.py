@@ -91,8 +91,8 @@ def temporal_median(
     x, c = _check(inputs, cloud)
     seen = _observed(x, c)[:, None]
     stacked = np.where(seen, x, np.nan)
-    none_clear = ~seen.any(axis=0)  # (1, H, W)
-    safe = np.where(none_clear[None], 0.0, stacked)  # keeps nanmedian quiet on all-NaN pixels
+    none_clear = np.logical_not(np.any(seen, axis=0))  # (1, H, W)
+    safe = np.where(none_clear[np.newaxis], 0.0, stacked)  # keeps nanmedian quiet on all-NaN pixels
     median = np.nanmedian(safe, axis=0)
     if fallback == "constant":
         other: np.ndarray | float = fill
