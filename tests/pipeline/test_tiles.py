@@ -1,0 +1,110 @@
+"""Tile plan invariants: full coverage, bounds, edge tiles, determinism (STYLE.md rule 21)."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from clearcube.errors import BadInputError
+from clearcube.pipeline.tiles import plan_tiles
+
+
+@st.composite
+def plans(draw: st.DrawFn):  # type: ignore[no-untyped-def]
+    tile = draw(st.integers(1, 64))
+    overlap = draw(st.integers(0, tile - 1))
+    limit = min(300, tile + 12 * (tile - overlap))  # at most ~13 tiles per axis: fast examples
+    height = draw(st.integers(1, limit))
+    width = draw(st.integers(1, limit))
+    return plan_tiles(height, width, tile=tile, overlap=overlap)
+
+
+@settings(max_examples=200, deadline=None)
+@given(plans())
+def test_tiles_cover_every_pixel_within_bounds(plan) -> None:  # type: ignore[no-untyped-def]
+    count = np.zeros((plan.height, plan.width), dtype=np.int32)
+    for tile in plan:
+        assert tile.y0 >= 0 and tile.y1 <= plan.height
+        assert tile.x0 >= 0 and tile.x1 <= plan.width
+        assert (tile.height, tile.width) == (
+            min(plan.tile, plan.height),
+            min(plan.tile, plan.width),
+        )
+        count[tile.window] += 1
+    assert count.min() >= 1
+
+
+@settings(max_examples=200, deadline=None)
+@given(plans())
+def test_grid_anchored_stride_derived_and_edge_tile_ends_at_edge(plan) -> None:  # type: ignore[no-untyped-def]
+    for starts, length in ((plan.row_starts, plan.height), (plan.col_starts, plan.width)):
+        size = min(plan.tile, length)
+        assert starts[0] == 0
+        assert starts[-1] + size == length  # the edge tile is kept and ends at the edge
+        # every start but the edge one sits on the global stride lattice
+        assert all(s == i * plan.stride for i, s in enumerate(starts[:-1]))
+        assert list(starts) == sorted(set(starts))
+        # neighbours overlap by at least `overlap` (the shifted edge tile by more)
+        for a, b in itertools.pairwise(starts):
+            assert a + size - b >= plan.overlap
+
+
+@settings(max_examples=100, deadline=None)
+@given(plans(), st.integers(1, 7))
+def test_iteration_numbering_and_batches_are_consistent(plan, n) -> None:  # type: ignore[no-untyped-def]
+    tiles = list(plan)
+    assert len(tiles) == len(plan) == plan.shape[0] * plan.shape[1]
+    assert tiles == sorted(tiles)  # row-major, deterministic
+    assert [plan.number(t) for t in tiles] == list(range(len(plan)))
+    assert [plan[i] for i in range(len(plan))] == tiles
+    batches = list(plan.batches(n))
+    assert [t for b in batches for t in b] == tiles
+    assert all(len(b) == n for b in batches[:-1]) and 1 <= len(batches[-1]) <= n
+
+
+def test_positions_do_not_depend_on_grid_size() -> None:
+    small, large = plan_tiles(1000, 1000), plan_tiles(5000, 3000)
+    assert small.row_starts[:-1] == large.row_starts[: len(small.row_starts) - 1]
+    assert small.row_starts[:3] == (0, 224, 448)
+
+
+def test_small_region_gives_one_clipped_tile() -> None:
+    plan = plan_tiles(101, 100, tile=256, overlap=32)
+    assert list(plan) == [plan.tile_at(0, 0)]
+    assert (plan[0].height, plan[0].width) == (101, 100)
+
+
+def test_intersecting_finds_exactly_the_tiles_touching_a_window() -> None:
+    plan = plan_tiles(700, 900, tile=256, overlap=32)
+    rows, cols = slice(200, 260), slice(430, 700)
+    expected = {
+        t
+        for t in plan
+        if t.y0 < rows.stop and t.y1 > rows.start and t.x0 < cols.stop and t.x1 > cols.start
+    }
+    assert set(plan.intersecting(rows, cols)) == expected and expected
+
+
+def test_read_window_with_halo_is_clipped_and_locates_the_core() -> None:
+    plan = plan_tiles(300, 300, tile=128, overlap=16, halo=8)
+    grid = np.arange(300 * 300).reshape(300, 300)
+    for tile in plan:
+        win = tile.read_window(plan.halo, (plan.height, plan.width))
+        read = grid[win.y, win.x]
+        np.testing.assert_array_equal(read[win.core_y, win.core_x], grid[tile.window])
+        assert read.shape[0] <= tile.height + 2 * plan.halo
+    first = plan[0].read_window(8, (300, 300))
+    assert (first.y, first.core_y) == (slice(0, 136), slice(0, 128))
+
+
+@pytest.mark.parametrize(
+    ("height", "width", "tile", "overlap"),
+    [(0, 10, 256, 32), (10, 10, 256, 256), (10, 10, 256, -1), (10, 10, 0, 0)],
+)
+def test_bad_plans_are_refused(height: int, width: int, tile: int, overlap: int) -> None:
+    with pytest.raises(BadInputError):
+        plan_tiles(height, width, tile=tile, overlap=overlap)
