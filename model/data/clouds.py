@@ -9,7 +9,11 @@ import numpy as np
 
 from clearcube.catalogs.bands import S2_BANDS
 
-S2CLOUDLESS_SETTINGS: Final = {"threshold": 0.4, "average_over": 4, "dilation_size": 2}
+S2CLOUDLESS_SETTINGS: Final[dict[str, float]] = {
+    "threshold": 0.4,
+    "average_over": 4,
+    "dilation_size": 2,
+}
 """The detector settings of SEN12MS-CR-TS and the SeqDMs paper."""
 
 
@@ -17,7 +21,13 @@ S2CLOUDLESS_SETTINGS: Final = {"threshold": 0.4, "average_over": 4, "dilation_si
 def _detector() -> Any:
     from s2cloudless import S2PixelCloudDetector
 
-    return S2PixelCloudDetector(all_bands=True, **S2CLOUDLESS_SETTINGS)
+    s = S2CLOUDLESS_SETTINGS
+    return S2PixelCloudDetector(
+        threshold=s["threshold"],
+        average_over=int(s["average_over"]),
+        dilation_size=int(s["dilation_size"]),
+        all_bands=True,
+    )
 
 
 def s2cloudless_cloud(dn: np.ndarray, bands: tuple[str, ...] = S2_BANDS) -> np.ndarray:

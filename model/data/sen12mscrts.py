@@ -80,16 +80,16 @@ def index_sen12mscrts(
                     continue
                 by_t = found.setdefault(int(m["patch"]), {}).setdefault(int(m["t"]), {})
                 by_t[m["sensor"]] = (f, m["date"])
-        for patch, by_t in sorted(found.items()):
-            ts = sorted(t for t, files in by_t.items() if {"s1", "s2"} <= files.keys())
+        for patch, files_at in sorted(found.items()):
+            ts = sorted(t for t, files in files_at.items() if {"s1", "s2"} <= files.keys())
             if ts:
                 series.append(
                     PatchSeries(
                         roi=roi,
                         patch=patch,
-                        s1=tuple(by_t[t]["s1"][0] for t in ts),
-                        s2=tuple(by_t[t]["s2"][0] for t in ts),
-                        dates=tuple(by_t[t]["s2"][1] for t in ts),
+                        s1=tuple(files_at[t]["s1"][0] for t in ts),
+                        s2=tuple(files_at[t]["s2"][0] for t in ts),
+                        dates=tuple(files_at[t]["s2"][1] for t in ts),
                     )
                 )
     return series
