@@ -1,0 +1,106 @@
+"""Mosaic store: equals the in-memory blend, resumes after a crash, refuses another run's folder."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from clearcube.errors import BadInputError, ClearcubeError
+from clearcube.pipeline.blend import blend_tiles
+from clearcube.pipeline.mosaic import MosaicSpec, fill_mosaic, fingerprint, open_mosaic
+from clearcube.pipeline.tiles import Tile, plan_tiles
+
+PLAN = plan_tiles(150, 190, tile=64, overlap=16)
+BANDS = ("B02", "B03", "B04")
+
+
+def _spec(**run_args: object) -> MosaicSpec:
+    return MosaicSpec(
+        plan=PLAN,
+        bands=BANDS,
+        fingerprint=fingerprint({"sampler": "ddim", **run_args}),
+        chunk=48,
+        crs="EPSG:32633",
+        transform=(10.0, 0.0, 500000.0, 0.0, -10.0, 5100000.0),
+    )
+
+
+def _tile_products(tile: Tile) -> dict[str, np.ndarray]:
+    """Deterministic per-tile values that differ between overlapping tiles."""
+    rng = np.random.default_rng(PLAN.number(tile))
+    shape = (len(BANDS), *PLAN.tile_shape)
+    return {"composite": rng.uniform(0, 1, shape), "uncertainty": rng.uniform(0, 0.1, shape)}
+
+
+class Crash(RuntimeError):
+    pass
+
+
+def test_assembled_store_equals_in_memory_blend(tmp_path: Path) -> None:
+    store = open_mosaic(tmp_path / "m.zarr", _spec())
+    assert fill_mosaic(store, _tile_products) == len(PLAN)
+    store.assemble()
+    assert store.complete
+    for name in ("composite", "uncertainty"):
+        expected = blend_tiles(PLAN, {t: _tile_products(t)[name] for t in PLAN})
+        np.testing.assert_allclose(store.array(name)[:], expected, atol=1e-6)
+
+
+def test_interrupted_run_resumes_and_computes_only_the_rest(tmp_path: Path) -> None:
+    k, calls = 7, []
+
+    def crashing(tile: Tile) -> dict[str, np.ndarray]:
+        if len(calls) == k:
+            raise Crash
+        calls.append(tile)
+        return _tile_products(tile)
+
+    with pytest.raises(Crash):
+        fill_mosaic(open_mosaic(tmp_path / "m.zarr", _spec()), crashing)
+    store = open_mosaic(tmp_path / "m.zarr", _spec())  # the rerun, same arguments
+    assert store.done().sum() == k
+    with pytest.raises(ClearcubeError):
+        store.assemble_window(slice(0, 150), slice(0, 190))  # tiles missing: refused, not blended
+    recomputed: list[Tile] = []
+    assert fill_mosaic(store, lambda t: recomputed.append(t) or _tile_products(t)) == len(PLAN) - k
+    assert set(recomputed).isdisjoint(calls) and len(set(recomputed) | set(calls)) == len(PLAN)
+    store.assemble()
+    expected = blend_tiles(PLAN, {t: _tile_products(t)["composite"] for t in PLAN})
+    np.testing.assert_allclose(store.array("composite")[:], expected, atol=1e-6)
+
+
+def test_another_runs_folder_is_refused_and_left_untouched(tmp_path: Path) -> None:
+    path = tmp_path / "m.zarr"
+    store = open_mosaic(path, _spec())
+    fill_mosaic(store, _tile_products)
+    before = {p: p.read_bytes() for p in path.rglob("*") if p.is_file()}
+    with pytest.raises(BadInputError, match="another run"):
+        open_mosaic(path, _spec(steps=10))
+    assert {p: p.read_bytes() for p in path.rglob("*") if p.is_file()} == before
+
+
+def test_folder_with_foreign_files_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "notes.txt").write_text("mine")
+    with pytest.raises(BadInputError, match="not a clearcube mosaic"):
+        open_mosaic(tmp_path, _spec())
+    assert [p.name for p in tmp_path.iterdir()] == ["notes.txt"]
+
+
+def test_store_handle_round_trips_spec_and_checks_tile_shapes(tmp_path: Path) -> None:
+    store = open_mosaic(tmp_path / "m.zarr", _spec())
+    assert MosaicSpec.from_json(store.spec.to_json()) == store.spec
+    with pytest.raises(BadInputError, match="shape"):
+        store.write_tile(
+            PLAN[0], {"composite": np.zeros((3, 5, 5)), "uncertainty": np.zeros((3, 5, 5))}
+        )
+    assert not store.done().any()
+
+
+def test_output_windows_tile_the_grid_exactly(tmp_path: Path) -> None:
+    store = open_mosaic(tmp_path / "m.zarr", _spec())
+    count = np.zeros((PLAN.height, PLAN.width), dtype=int)
+    for rows, cols in store.output_windows():
+        count[rows, cols] += 1
+    assert np.all(count == 1)
