@@ -71,6 +71,15 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def _port_is_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
 def stage_catalog(folder: str | Path, dest: str | Path) -> list[Path]:
     """Write ``folder``'s collections and items into ``dest`` in the form ``rustac`` loads.
 
@@ -169,6 +178,10 @@ def serve_catalog(
     exe = rustac_executable()
     with tempfile.TemporaryDirectory(prefix="clearcube-stac-") as tmp:
         hrefs = stage_catalog(folder, tmp)
+        if port is not None and not _port_is_free(port):
+            raise BadInputError(
+                f"port {port} on 127.0.0.1 is in use; pick another --port or omit it"
+            )
         port = port or free_port()
         url = f"http://127.0.0.1:{port}"
         log_path = Path(tmp) / "rustac.log"
@@ -197,7 +210,8 @@ def _wait_until_up(proc: subprocess.Popen[bytes], url: str, log_path: Path, time
             )
         try:
             with urllib.request.urlopen(f"{url}/collections", timeout=2) as resp:
-                if resp.status == 200:
+                # another process answering on a port rustac failed to bind is not our API
+                if resp.status == 200 and proc.poll() is None:
                     return
         except (urllib.error.URLError, ConnectionError, TimeoutError):
             pass
