@@ -1,0 +1,89 @@
+"""The diffusion model (SeqTIS sampling from a checkpoint) as an evaluation method.
+
+Data flow per sample: optical inputs on [0, 1] -> [-1, 1] (the paper's §4.4 scaling, i.e. DN
+clipped to [0, 10000]); SAR in dB -> [-1, 1] (clipped to [-25, 0]); ``known = ~cloud``; one
+SeqTIS reconstruction with a generator seeded from ``seed`` and the sample name; back to [0, 1].
+"""
+
+from __future__ import annotations
+
+import importlib
+import zlib
+from typing import Any
+
+import numpy as np
+
+from clearcube import BadInputError, ClearcubeError
+from clearcube.model.evaluation.runner import Method
+from clearcube.model.evaluation.samples import EvalSample
+
+_NEEDS = (
+    "model evaluation needs a checkpoint (--checkpoint PATH) and the SeqTIS sampler "
+    "(clearcube.model.samplers.sample_seqtis)"
+)
+
+
+def _sampler_module() -> Any:
+    try:
+        return importlib.import_module("clearcube.model.samplers")
+    except ModuleNotFoundError as exc:
+        raise ClearcubeError(
+            f"{_NEEDS}; this install has no clearcube.model.samplers yet: "
+            "evaluate the baselines only (--methods least-cloudy,mosaicing,median)"
+        ) from exc
+
+
+def model_method(
+    checkpoint: str | None,
+    *,
+    sampler: str = "ddim",
+    steps: int = 50,
+    seed: int = 0,
+    device: str = "cpu",
+) -> Method:
+    """Load ``checkpoint`` once and return a method reconstructing each sample with SeqTIS.
+
+    Raises:
+        BadInputError: no checkpoint given.
+        ClearcubeError: the sampler module is not available in this install.
+    """
+    if not checkpoint:
+        raise BadInputError(f"{_NEEDS}; pass --checkpoint PATH or leave 'model' out of --methods")
+    import torch
+
+    from clearcube.model.checkpoint import load_checkpoint
+    from clearcube.model.data.normalize import s1_to_model
+
+    samplers = _sampler_module()
+    net, cfg, _ = load_checkpoint(checkpoint, device=device)
+
+    def run(sample: EvalSample) -> np.ndarray:
+        if sample.sar is None and cfg.s1_bands:
+            raise BadInputError(
+                f"sample {sample.name} has no SAR but the checkpoint was trained with {list(cfg.s1_bands)}"
+            )
+        generator = torch.Generator(device=device).manual_seed(
+            seed ^ zlib.crc32(sample.name.encode())
+        )
+        observed = torch.from_numpy(sample.inputs * 2.0 - 1.0)[None].to(device)  # (1, L, C, H, W)
+        known = torch.from_numpy(~sample.cloud)[None].to(device)  # (1, L, H, W)
+        sar = (
+            None
+            if sample.sar is None
+            else torch.from_numpy(np.nan_to_num(s1_to_model(sample.sar)))[None].to(device)
+        )
+        with torch.no_grad():
+            x0 = samplers.sample_seqtis(
+                net,
+                cfg,
+                observed=observed,
+                known=known,
+                sar=sar,
+                generator=generator,
+                sampler=sampler,
+                steps=steps,
+            )
+        return ((x0[0].clamp(-1, 1) + 1.0) / 2.0).double().cpu().numpy()
+
+    run.__name__ = "model"
+    return run
