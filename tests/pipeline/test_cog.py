@@ -1,0 +1,149 @@
+"""COG writer: valid per rio-cogeo, exact quantised pixels, nodata, tags, overviews, atomic."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import rasterio
+from rio_cogeo.cogeo import cog_validate
+
+from clearcube.errors import BadInputError, ClearcubeError
+from clearcube.pipeline.cog import (
+    COMPOSITE,
+    UNCERTAINTY,
+    CogEncoding,
+    quantise,
+    write_cog,
+    write_mosaic_cogs,
+)
+
+TRANSFORM = (10.0, 0.0, 399960.0, 0.0, -10.0, 5100000.0)  # a real UTM 33N grid origin
+TAGS = {
+    "clearcube_version": "0.1.0",
+    "checkpoint_sha256": "ab" * 32,
+    "sampler": "ddim",
+    "steps": "50",
+    "dates": "2024-06-01,2024-06-11,2024-06-21",
+}
+
+
+def _reflectance(shape: tuple[int, int, int], seed: int = 0) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    values = rng.uniform(0.0, 0.6, size=shape).astype(np.float32)
+    values[0, :7, :9] = np.nan  # a hole: nodata
+    values[1, 3, 3] = 7.0  # out of range: clipped to 65535
+    values[-1, 4, 4] = 0.0  # valid zero reflectance: kept off the nodata value
+    return values
+
+
+def test_quantise_matches_closed_form() -> None:
+    values = np.array([np.nan, 0.0, 0.00004, 0.1234, 0.12346, 6.5536, 9.0, -0.2])
+    # NaN -> nodata 0; valid values round to DN and stay within 1..65535, off the nodata value
+    expected = np.array([0, 1, 1, 1234, 1235, 65535, 65535, 1], dtype=np.uint16)
+    np.testing.assert_array_equal(quantise(values, COMPOSITE), expected)
+    out = quantise(np.array([np.nan, 0.25]), UNCERTAINTY)
+    assert np.isnan(out[0]) and out[1] == np.float32(0.25) and out.dtype == np.float32
+
+
+def test_composite_cog_is_valid_and_round_trips(tmp_path: Path) -> None:
+    data = _reflectance((3, 1100, 1300))
+    path = write_cog(
+        data,
+        tmp_path / "composite.tif",
+        crs="EPSG:32633",
+        transform=TRANSFORM,
+        band_names=("B04", "B03", "B02"),
+        tags=TAGS,
+        window=(512, 512),
+    )
+    assert cog_validate(str(path), quiet=True)[0]
+    with rasterio.open(path) as src:
+        assert src.dtypes == ("uint16",) * 3 and src.nodata == 0
+        assert src.crs.to_epsg() == 32633 and tuple(src.transform)[:6] == TRANSFORM
+        assert src.descriptions == ("B04", "B03", "B02")
+        assert {k: src.tags()[k] for k in TAGS} == TAGS
+        assert src.overviews(1) and src.block_shapes[0] == (512, 512)
+        assert src.scales == (1e-4,) * 3
+        np.testing.assert_array_equal(src.read(), quantise(data, COMPOSITE))
+    assert [p.name for p in tmp_path.iterdir()] == ["composite.tif"]  # no temp files left
+
+
+def test_uncertainty_cog_is_float_with_nan_nodata(tmp_path: Path) -> None:
+    data = _reflectance((2, 300, 200), seed=3) / 10
+    path = write_cog(
+        data,
+        tmp_path / "u.tif",
+        crs="EPSG:32633",
+        transform=TRANSFORM,
+        band_names=("B02", "B03"),
+        tags=TAGS,
+        encoding=UNCERTAINTY,
+    )
+    with rasterio.open(path) as src:
+        assert src.dtypes == ("float32", "float32") and math.isnan(src.nodata)
+        np.testing.assert_array_equal(src.read(), quantise(data, UNCERTAINTY))
+
+
+def test_zstd_and_zarr_source_and_atomic_replace(tmp_path: Path) -> None:
+    import zarr
+
+    data = _reflectance((2, 600, 700), seed=5)
+    source = zarr.create_array(
+        tmp_path / "src.zarr", shape=data.shape, chunks=(2, 256, 256), dtype="float32"
+    )
+    source[:] = data
+    out = tmp_path / "c.tif"
+    out.write_bytes(b"old")
+    write_cog(
+        source,
+        out,
+        crs="EPSG:32633",
+        transform=TRANSFORM,
+        band_names=("a", "b"),
+        tags={},
+        encoding=CogEncoding(dtype="uint16", scale=10000.0, nodata=0, compress="zstd"),
+    )
+    with rasterio.open(out) as src:
+        assert src.compression is not None and src.compression.name.lower() == "zstd"
+        np.testing.assert_array_equal(src.read(), quantise(data, COMPOSITE))
+
+
+def test_band_name_mismatch_is_refused_before_writing(tmp_path: Path) -> None:
+    with pytest.raises(BadInputError):
+        write_cog(
+            np.zeros((2, 4, 4)),
+            tmp_path / "x.tif",
+            crs="EPSG:32633",
+            transform=TRANSFORM,
+            band_names=("only-one",),
+            tags={},
+        )
+    assert not list(tmp_path.iterdir())
+
+
+def test_mosaic_store_to_cogs(tmp_path: Path) -> None:
+    from clearcube.pipeline.mosaic import MosaicSpec, fill_mosaic, open_mosaic
+    from clearcube.pipeline.tiles import plan_tiles
+
+    plan = plan_tiles(300, 260, tile=128, overlap=32)
+    image = _reflectance((2, 300, 260), seed=9)
+    image[0, :7, :9] = 0.3  # the composite has no holes
+    spec = MosaicSpec(
+        plan=plan, bands=("B03", "B04"), fingerprint="f", crs="EPSG:32633", transform=TRANSFORM
+    )
+    store = open_mosaic(tmp_path / "m.zarr", spec)
+    cut = {t: image[:, t.y0 : t.y1, t.x0 : t.x1] for t in plan}
+    fill_mosaic(store, lambda t: {"composite": cut[t], "uncertainty": 0.01 * cut[t]})
+    with pytest.raises(ClearcubeError, match="not assembled"):
+        write_mosaic_cogs(store, tmp_path / "out", tags=TAGS)
+    store.assemble()
+    paths = write_mosaic_cogs(store, tmp_path / "out", tags=TAGS)
+    with rasterio.open(paths["composite"]) as src:
+        # blending tiles cut from one image returns it: DN equal up to float32 rounding at .5 ties
+        dn = src.read().astype(int)
+        assert np.abs(dn - quantise(image, COMPOSITE).astype(int)).max() <= 1
+    with rasterio.open(paths["uncertainty"]) as src:
+        assert src.dtypes[0] == "float32"
