@@ -1,0 +1,427 @@
+"""Load Sentinel-2 and Sentinel-1 scenes onto one grid as a lazy (dask-backed) cube.
+
+``load_cube`` reads as a short story: check the inputs, fix the target grid, group the
+Sentinel-2 scenes into dates by solar day, pair each date with a Sentinel-1 acquisition, then let
+odc-stac build the lazy arrays (through our retrying reader, :mod:`clearcube.pipeline.retry`).
+
+Choices, and why:
+
+- **Grid.** One odc-geo ``GeoBox``: the items' UTM zone (the most common among the S2 items),
+  ``resolution`` metres, the bbox transformed to that CRS and its corners rounded OUTWARD to
+  multiples of the resolution, so the grid is the same for every run over the same bbox and pixel
+  edges sit on the Sentinel-2 10/20/60 m grids (which are multiples of 60 m).
+- **Upsampling 20/60 m bands: nearest.** s2cloudless expects DN-scaled top-of-atmosphere
+  reflectance of all its bands sampled on one 10 m grid, the way Sentinel Hub delivers them
+  (nearest by default); nearest keeps every value a real measurement, never blends a pixel with
+  the 0 nodata at scene edges, and keeps categorical assets (SCL) valid. Sentinel-1 is continuous
+  and on another CRS, so it is reprojected bilinearly.
+- **Chunks.** ``(time 1, band all, y chunk, x chunk)`` with ``chunk = 256`` anchored at the grid
+  origin, the same origin as the tile plan: one 256×256 tile plus a 32 px halo touches at most
+  2×2 chunks per date, all bands come in one read, and choosing a subset of dates (SeqTIS) reads
+  only those dates.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+from collections import Counter
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import numpy as np
+import pystac
+import xarray as xr
+
+from clearcube.catalogs.bands import S1_BANDS, S2_BANDS
+from clearcube.errors import AssetReadError, BadInputError
+from clearcube.pipeline.retry import AssetRef, RetryPolicy, asset_index, retry_call, retrying_driver
+
+log = logging.getLogger(__name__)
+
+BBox = tuple[float, float, float, float]
+
+#: Default y/x chunk edge in pixels (one tile).
+DEFAULT_CHUNK = 256
+#: Largest gap between an S2 date and the S1 acquisition paired to it when no pairing is given.
+PAIR_TOLERANCE = timedelta(days=3)
+
+
+def check_bbox(bbox: Sequence[float]) -> BBox:
+    """Return ``bbox`` as a float 4-tuple, or raise BadInputError if inverted or out of range."""
+    if len(bbox) != 4:
+        raise BadInputError(f"bbox needs 4 numbers W S E N, got {list(bbox)}")
+    w, s, e, n = (float(v) for v in bbox)
+    if not (-180 <= w <= 180 and -180 <= e <= 180 and -90 <= s <= 90 and -90 <= n <= 90):
+        raise BadInputError(
+            f"bbox {[w, s, e, n]} is out of range; give WGS84 degrees W S E N "
+            "with longitudes in [-180, 180] and latitudes in [-90, 90]"
+        )
+    if w >= e or s >= n:
+        raise BadInputError(f"bbox {[w, s, e, n]} is inverted or empty; give it as W S E N")
+    return (w, s, e, n)
+
+
+def item_epsg(item: pystac.Item) -> int | None:
+    """EPSG code of an item (``proj:code`` ``EPSG:n`` or ``proj:epsg``), if it says."""
+    code = item.properties.get("proj:code")
+    if isinstance(code, str) and code.upper().startswith("EPSG:"):
+        return int(code.split(":", 1)[1])
+    epsg = item.properties.get("proj:epsg")
+    return int(epsg) if epsg is not None else None
+
+
+def default_crs(items: Sequence[pystac.Item], bbox: BBox) -> str:
+    """The UTM zone most of ``items`` are in; the bbox centre's zone when they do not say."""
+    zones = Counter(e for e in map(item_epsg, items) if e and (32601 <= e <= 32760))
+    if zones:
+        return f"EPSG:{zones.most_common(1)[0][0]}"
+    lon, lat = (bbox[0] + bbox[2]) / 2, (bbox[1] + bbox[3]) / 2
+    zone = min(int((lon + 180) // 6) + 1, 60)
+    return f"EPSG:{(32600 if lat >= 0 else 32700) + zone}"
+
+
+def target_geobox(bbox: BBox, crs: str, resolution: float) -> Any:
+    """The cube grid: ``bbox`` (WGS84) in ``crs``, corners rounded outward to the resolution."""
+    from odc.geo.geobox import GeoBox
+    from odc.geo.geom import BoundingBox
+
+    if not resolution > 0:
+        raise BadInputError(f"resolution must be > 0 metres, got {resolution}")
+    box = BoundingBox(*bbox, crs="EPSG:4326").to_crs(crs)
+    snapped = BoundingBox(
+        math.floor(box.left / resolution) * resolution,
+        math.floor(box.bottom / resolution) * resolution,
+        math.ceil(box.right / resolution) * resolution,
+        math.ceil(box.top / resolution) * resolution,
+        crs=crs,
+    )
+    return GeoBox.from_bbox(snapped, resolution=resolution, tight=True)
+
+
+def check_assets(items: Sequence[pystac.Item], assets: Mapping[str, str], kind: str) -> None:
+    """Raise BadInputError naming the bands and items when an item lacks a requested asset."""
+    missing: dict[str, list[str]] = {}
+    for item in items:
+        for band, key in assets.items():
+            if key not in item.assets:
+                missing.setdefault(band, []).append(item.id)
+    if missing:
+        bands = ", ".join(f"{b} (asset {assets[b]!r})" for b in missing)
+        ids = sorted({i for v in missing.values() for i in v})
+        shown = ", ".join(ids[:3]) + (f" and {len(ids) - 3} more" if len(ids) > 3 else "")
+        raise BadInputError(
+            f"{kind} items lack bands {bands}: {shown}; choose a collection/profile whose "
+            "items carry these assets or request fewer bands"
+        )
+
+
+def solar_day(when: datetime, lon: float) -> str:
+    """Local solar date (ISO) of ``when`` at longitude ``lon``: 15° of longitude per hour."""
+    moment = when if when.tzinfo else when.replace(tzinfo=UTC)
+    return (moment.astimezone(UTC) + timedelta(hours=lon / 15.0)).date().isoformat()
+
+
+def group_by_solar_day(items: Sequence[pystac.Item], lon: float) -> list[list[pystac.Item]]:
+    """Items grouped into dates by solar day; dates in order, items by time then id."""
+    groups: dict[str, list[pystac.Item]] = {}
+    for item in sorted(items, key=lambda i: (_when(i), i.id)):
+        groups.setdefault(solar_day(_when(item), lon), []).append(item)
+    return [groups[day] for day in sorted(groups)]
+
+
+def _when(item: pystac.Item) -> datetime:
+    if item.datetime is None:
+        raise BadInputError(f"item {item.id!r} has no datetime; it cannot be placed in time")
+    return item.datetime if item.datetime.tzinfo else item.datetime.replace(tzinfo=UTC)
+
+
+def _naive64(when: datetime) -> np.datetime64:
+    return np.datetime64(when.astimezone(UTC).replace(tzinfo=None), "ns")
+
+
+def pair_dates(
+    s2_groups: Sequence[Sequence[pystac.Item]],
+    s1_groups: Sequence[Sequence[pystac.Item]],
+    s1_pairing: Mapping[str, str | None] | None,
+) -> list[int | None]:
+    """For each S2 date, the index of its S1 date (or None).
+
+    With ``s1_pairing`` (S2 item id -> S1 item id) the first paired item of a date decides; without
+    it, the S1 date nearest in time within :data:`PAIR_TOLERANCE`.
+    """
+    s1_index = {item.id: k for k, group in enumerate(s1_groups) for item in group}
+    out: list[int | None] = []
+    for group in s2_groups:
+        if s1_pairing is not None:
+            ids = [s1_pairing.get(item.id) for item in group]
+            chosen = next((i for i in ids if i is not None), None)
+            if chosen is not None and chosen not in s1_index:
+                raise BadInputError(
+                    f"S1 item {chosen!r} paired with S2 date of {group[0].id!r} is not among "
+                    "the S1 items given; pass it in s1_items or fix the pairing"
+                )
+            out.append(None if chosen is None else s1_index[chosen])
+            continue
+        when = _when(group[0])
+        gaps = [(abs(_when(g[0]) - when), k) for k, g in enumerate(s1_groups)]
+        best = min(gaps, default=None)
+        out.append(best[1] if best is not None and best[0] <= PAIR_TOLERANCE else None)
+    return out
+
+
+def find_bad_assets(
+    items: Sequence[pystac.Item], keys: Sequence[str], geobox: Any, policy: RetryPolicy
+) -> dict[str, str]:
+    """Read each asset's window over ``geobox``; return item id -> error for those that fail.
+
+    Used only with ``skip_bad_assets``: it costs one extra read of the region, which is the price
+    of knowing before the (lazy) build which dates are unreadable.
+    """
+    import rasterio
+    from rasterio.windows import from_bounds
+
+    def probe(item: pystac.Item, key: str) -> tuple[str, str] | None:
+        href = item.assets[key].get_absolute_href() or item.assets[key].href
+
+        def read() -> None:
+            with rasterio.open(href) as src:
+                b = geobox.extent.to_crs(str(src.crs)).boundingbox
+                win = from_bounds(*b, transform=src.transform).round_offsets().round_lengths()
+                full = rasterio.windows.Window(0, 0, src.width, src.height)
+                src.read(1, window=win.intersection(full))
+
+        try:
+            retry_call(read, policy, href=href, ref=AssetRef(item.id, key))
+        except AssetReadError as exc:
+            return item.id, str(exc)
+        except rasterio.errors.WindowError:
+            return None  # asset does not overlap the grid: nothing to read, nothing bad
+        return None
+
+    jobs = [(item, key) for item in items for key in keys]
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        results = list(pool.map(lambda job: probe(*job), jobs))
+    return dict(r for r in results if r is not None)
+
+
+def _stack(ds: xr.Dataset, keys: Sequence[str], names: Sequence[str], dim: str) -> xr.DataArray:
+    # object dtype: Zarr v3 stores it as variable-length strings (fixed-width has no v3 spec)
+    arr = ds[list(keys)].to_dataarray(dim=dim).assign_coords({dim: np.array(names, dtype=object)})
+    return arr.transpose("time", dim, "y", "x")
+
+
+def load_cube(
+    s2_items: Sequence[pystac.Item],
+    s1_items: Sequence[pystac.Item] | None = None,
+    *,
+    bbox: Sequence[float],
+    s2_assets: Mapping[str, str],
+    s1_assets: Mapping[str, str] | None = None,
+    resolution: float = 10,
+    crs: str | None = None,
+    chunks: int = DEFAULT_CHUNK,
+    s1_pairing: Mapping[str, str | None] | None = None,
+    extra_assets: Mapping[str, str] | None = None,
+    retry: RetryPolicy = RetryPolicy(),  # noqa: B008 (frozen, immutable default)
+    skip_bad_assets: bool = False,
+) -> xr.Dataset:
+    """Build the lazy S1/S2 cube of ``s2_items`` (and ``s1_items``) over ``bbox``.
+
+    Args:
+        s2_items: Sentinel-2 STAC items; items of one solar day become one date.
+        s1_items: Sentinel-1 items, or None for no SAR (``s1`` is then all NaN).
+        bbox: W, S, E, N in WGS84 degrees.
+        s2_assets: canonical band -> asset key (e.g. ``EARTH_SEARCH_ASSETS`` restricted to the
+            wanted bands); bands come out in :data:`S2_BANDS` order.
+        s1_assets: canonical polarisation (``VV``/``VH``) -> asset key; default ``vv``/``vh``.
+        resolution: pixel size in metres.
+        crs: output CRS; default the UTM zone of the S2 items.
+        chunks: y/x chunk edge in pixels, anchored at the grid origin.
+        s1_pairing: S2 item id -> S1 item id (or None); default nearest within 3 days.
+        extra_assets: output variable -> asset key of other per-date rasters (``{"scl": "scl"}``),
+            loaded as ``(time, y, x)`` uint8 with nearest resampling.
+        retry: attempts and backoff for every chunk read.
+        skip_bad_assets: probe every asset first and drop dates (S2) or pairings (S1) whose
+            assets cannot be read, with a warning, instead of failing the build later.
+
+    Returns:
+        Dataset with ``s2`` (time, band, y, x) uint16 DN (nodata 0), ``s1`` (time, s1_band, y, x)
+        float32 dB (NaN nodata) aligned to the S2 dates, optional extras, coords ``time``,
+        ``cloud_cover``, ``s1_time``, ``y``/``x``, ``spatial_ref``; attrs ``crs``, ``transform``
+        (GDAL order) and ``clearcube_fingerprint`` (identifies the inputs, for resuming writes).
+
+    Raises:
+        BadInputError: bad bbox or resolution, no S2 items, items lacking requested bands, every
+            date unreadable with ``skip_bad_assets``.
+    """
+    box = check_bbox(bbox)
+    if not s2_items:
+        raise BadInputError(
+            f"no Sentinel-2 items for bbox {list(box)}; widen the dates or raise --max-cloud"
+        )
+    bands = [b for b in S2_BANDS if b in s2_assets]
+    unknown = sorted(set(s2_assets) - set(S2_BANDS))
+    if unknown or not bands:
+        raise BadInputError(
+            f"unknown Sentinel-2 bands {unknown or list(s2_assets)}; use {S2_BANDS}"
+        )
+    s1_assets = dict(s1_assets or {p: p.lower() for p in S1_BANDS})
+    extra = dict(extra_assets or {})
+    s1_list = list(s1_items or [])
+    check_assets(s2_items, {**{b: s2_assets[b] for b in bands}, **extra}, "Sentinel-2")
+    check_assets(s1_list, s1_assets, "Sentinel-1")
+
+    gbox = target_geobox(box, crs or default_crs(s2_items, box), resolution)
+    lon = (box[0] + box[2]) / 2
+    s2_groups = group_by_solar_day(s2_items, lon)
+    s1_groups = group_by_solar_day(s1_list, lon)
+    pairs = pair_dates(s2_groups, s1_groups, s1_pairing)
+    if skip_bad_assets:
+        s2_groups, pairs, s1_groups = _drop_bad(
+            s2_groups, pairs, s1_groups, [*(s2_assets[b] for b in bands), *extra.values()],
+            list(s1_assets.values()), gbox, retry,
+        )  # fmt: skip
+
+    s2_keys = [s2_assets[b] for b in bands]
+    s2 = _odc_load(s2_groups, s2_keys, gbox, chunks, retry, "nearest", "uint16", 0)
+    ds = xr.Dataset({"s2": _stack(s2, s2_keys, bands, "band").chunk({"band": -1})})
+    for name, key in extra.items():
+        ex = _odc_load(s2_groups, [key], gbox, chunks, retry, "nearest", "uint8", 0)
+        ds[name] = ex[key].drop_vars("spatial_ref", errors="ignore")
+    ds["s1"] = _s1_aligned(s1_groups, pairs, s1_assets, gbox, chunks, retry, ds["s2"])
+
+    times = [_naive64(_when(g[0])) for g in s2_groups]
+    s1_times = [np.datetime64("NaT", "ns") if k is None else _naive64(_when(s1_groups[k][0])) for k in pairs]  # fmt: skip
+    ds = ds.assign_coords(
+        time=np.array(times, dtype="datetime64[ns]"),
+        cloud_cover=("time", [_cloud_cover(g) for g in s2_groups]),
+        s1_time=("time", np.array(s1_times, dtype="datetime64[ns]")),
+    )
+    ds["s2"].attrs.update(nodata=0, units="DN (reflectance x 10000)")
+    ds["s1"].attrs.update(units="dB")
+    ds.attrs.update(
+        crs=str(gbox.crs),
+        transform=list(gbox.transform.to_gdal()),
+        resolution=float(resolution),
+        clearcube_fingerprint=_fingerprint(
+            s2_groups, s1_groups, pairs, box, s2_assets, s1_assets, extra, gbox, chunks
+        ),
+    )
+    return ds
+
+
+def _cloud_cover(group: Sequence[pystac.Item]) -> float:
+    values = [float(c) for i in group if (c := i.properties.get("eo:cloud_cover")) is not None]
+    return float(np.mean(values)) if values else float("nan")
+
+
+def _odc_load(
+    groups: Sequence[Sequence[pystac.Item]],
+    keys: Sequence[str],
+    gbox: Any,
+    chunks: int,
+    retry: RetryPolicy,
+    resampling: str,
+    dtype: str,
+    nodata: float,
+) -> xr.Dataset:
+    import odc.stac
+
+    items = [item for group in groups for item in group]
+    date_of = {item.id: k for k, group in enumerate(groups) for item in group}
+    ds: xr.Dataset = odc.stac.load(
+        items,
+        bands=list(keys),
+        geobox=gbox,
+        groupby=lambda item, parsed, idx: date_of[item.id],
+        chunks={"time": 1, "y": chunks, "x": chunks},
+        resampling=resampling,
+        dtype=dtype,
+        nodata=nodata,
+        driver=retrying_driver(retry, asset_index(items, keys)),
+    )
+    return ds
+
+
+def _s1_aligned(
+    s1_groups: Sequence[Sequence[pystac.Item]],
+    pairs: Sequence[int | None],
+    s1_assets: Mapping[str, str],
+    gbox: Any,
+    chunks: int,
+    retry: RetryPolicy,
+    like: xr.DataArray,
+) -> xr.DataArray:
+    """S1 on the S2 time axis: date k holds S1 date ``pairs[k]``, NaN when unpaired."""
+    import dask.array as da
+
+    names = [p for p in S1_BANDS if p in s1_assets]
+    shape = (like.sizes["time"], len(names), like.sizes["y"], like.sizes["x"])
+    chunk = (1, len(names), chunks, chunks)
+    if not s1_groups or all(p is None for p in pairs):
+        data = da.full(shape, np.nan, dtype="float32", chunks=chunk)
+        return xr.DataArray(
+            data,
+            dims=("time", "s1_band", "y", "x"),
+            coords={"s1_band": np.array(names, dtype=object)},
+        )
+    keys = [s1_assets[p] for p in names]
+    s1 = _odc_load(s1_groups, keys, gbox, chunks, retry, "bilinear", "float32", float("nan"))
+    stacked = _stack(s1, keys, names, "s1_band").chunk({"s1_band": -1})
+    index = np.array([0 if p is None else p for p in pairs])
+    has_pair = xr.DataArray(np.array([p is not None for p in pairs]), dims="time")
+    aligned = stacked.isel(time=index).drop_vars(["time", "spatial_ref"], errors="ignore")
+    return aligned.where(has_pair).astype("float32")
+
+
+def _drop_bad(
+    s2_groups: list[list[pystac.Item]],
+    pairs: list[int | None],
+    s1_groups: list[list[pystac.Item]],
+    s2_keys: Sequence[str],
+    s1_keys: Sequence[str],
+    gbox: Any,
+    retry: RetryPolicy,
+) -> tuple[list[list[pystac.Item]], list[int | None], list[list[pystac.Item]]]:
+    """Drop S2 dates with an unreadable asset and unpair S1 dates with one (warning each)."""
+    items = [i for g in s2_groups for i in g]
+    bad = find_bad_assets(items, s2_keys, gbox, retry)
+    s1_bad = find_bad_assets([i for g in s1_groups for i in g], s1_keys, gbox, retry)
+    for reason in (*bad.values(), *s1_bad.values()):
+        log.warning("skipping a bad asset: %s", reason)
+    keep = [k for k, g in enumerate(s2_groups) if not any(i.id in bad for i in g)]
+    if not keep:
+        raise BadInputError(
+            "every Sentinel-2 date has an unreadable asset; check the catalog's files or widen the dates"
+        )
+    bad_s1 = {k for k, g in enumerate(s1_groups) if any(i.id in s1_bad for i in g)}
+    new_pairs = [None if pairs[k] in bad_s1 else pairs[k] for k in keep]
+    return [s2_groups[k] for k in keep], new_pairs, s1_groups
+
+
+def _fingerprint(
+    s2_groups: Sequence[Sequence[pystac.Item]],
+    s1_groups: Sequence[Sequence[pystac.Item]],
+    pairs: Sequence[int | None],
+    bbox: BBox,
+    s2_assets: Mapping[str, str],
+    s1_assets: Mapping[str, str],
+    extra: Mapping[str, str],
+    gbox: Any,
+    chunks: int,
+) -> str:
+    doc = {
+        "s2": [[i.id for i in g] for g in s2_groups],
+        "s1": [[i.id for i in g] for g in s1_groups],
+        "pairs": list(pairs),
+        "bbox": list(bbox),
+        "assets": [dict(s2_assets), dict(s1_assets), dict(extra)],
+        "grid": [str(gbox.crs), list(gbox.transform.to_gdal()), list(gbox.shape.yx)],
+        "chunks": chunks,
+    }
+    return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()[:16]

@@ -1,0 +1,165 @@
+"""Raster reads that retry with exponential backoff, and name the asset when they finally fail.
+
+odc-stac has no read retries of its own (odc-stac issue #144), and a failed read surfaces as a
+bare rasterio error without the STAC item it belongs to. Its pluggable *reader driver* is the
+hook: :class:`RetryingRioDriver` is odc-loader's rasterio driver whose per-source reader retries
+each chunk read under a :class:`RetryPolicy` and, once the attempts are spent, raises
+:class:`~clearcube.errors.AssetReadError` naming the href, the item id and the asset key. Because
+the retry sits inside the reader, it runs inside every dask chunk task, on whichever worker
+computes it, and only the failing chunk is re-read.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import pystac
+
+from clearcube.errors import AssetReadError, BadInputError
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How often and how patiently a failing read is retried."""
+
+    attempts: int = 4
+    """Total tries per read (1 = no retry)."""
+    backoff_base: float = 0.5
+    """Seconds slept after the first failure; doubled after each further one."""
+    backoff_max: float = 8.0
+    """Upper bound of one sleep in seconds."""
+
+    def __post_init__(self) -> None:
+        if self.attempts < 1:
+            raise BadInputError(f"retry attempts must be >= 1, got {self.attempts}")
+        if self.backoff_base < 0 or self.backoff_max < 0:
+            raise BadInputError("retry backoff times must be >= 0 seconds")
+
+    def delays(self) -> Iterator[float]:
+        """Yield the sleep before each retry: ``base, 2·base, 4·base, ...`` capped at ``max``."""
+        for attempt in range(self.attempts - 1):
+            yield min(self.backoff_base * 2.0**attempt, self.backoff_max)
+
+
+@dataclass(frozen=True)
+class AssetRef:
+    """Which STAC asset an href belongs to, for error messages."""
+
+    item_id: str
+    """STAC item id."""
+    key: str
+    """Asset key in the item (``"blue"``, ``"vv"``)."""
+
+
+def _retryable() -> tuple[type[BaseException], ...]:
+    import rasterio.errors
+
+    return (rasterio.errors.RasterioError, OSError)
+
+
+def retry_call(
+    fn: Callable[[], T],
+    policy: RetryPolicy,
+    *,
+    href: str,
+    ref: AssetRef | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+) -> T:
+    """Call ``fn`` until it succeeds or ``policy.attempts`` tries are spent.
+
+    Only I/O errors (rasterio/GDAL and ``OSError``) are retried; anything else is a bug and
+    propagates at once.
+
+    Raises:
+        AssetReadError: naming ``href`` (and the item and asset key when ``ref`` is given) when
+            the last attempt fails.
+    """
+    retryable = _retryable()
+    delays = policy.delays()
+    while True:
+        try:
+            return fn()
+        except retryable as exc:
+            delay = next(delays, None)
+            if delay is None:
+                raise asset_read_error(href, ref, exc, policy.attempts) from exc
+            log.info("read of %s failed (%s); retrying in %.2f s", href, exc, delay)
+            sleep(delay)
+
+
+def asset_read_error(
+    href: str, ref: AssetRef | None, exc: BaseException, attempts: int
+) -> AssetReadError:
+    """The one-line error for an asset that could not be read."""
+    what = f"asset {ref.key!r} of item {ref.item_id!r}" if ref else "asset"
+    reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return AssetReadError(
+        f"cannot read {what} at {href} after {attempts} attempt(s): {reason}; "
+        "check that the file exists and is a complete GeoTIFF (re-download it), "
+        "or rerun with --skip-bad-assets to drop that date"
+    )
+
+
+def asset_index(items: Sequence[pystac.Item], asset_keys: Sequence[str]) -> dict[str, AssetRef]:
+    """Map each requested asset's href to its item id and asset key."""
+    index: dict[str, AssetRef] = {}
+    for item in items:
+        for key in asset_keys:
+            asset = item.assets.get(key)
+            if asset is not None:
+                index[asset.get_absolute_href() or asset.href] = AssetRef(item.id, key)
+    return index
+
+
+class _RetryingReader:
+    """Wraps one odc-loader raster reader; every ``read`` goes through :func:`retry_call`."""
+
+    def __init__(self, inner: Any, href: str, ref: AssetRef | None, policy: RetryPolicy):
+        self._inner = inner
+        self._href = href
+        self._ref = ref
+        self._policy = policy
+
+    def read(self, cfg: Any, dst_geobox: Any, *, dst: Any = None, selection: Any = None) -> Any:
+        return retry_call(
+            lambda: self._inner.read(cfg, dst_geobox, dst=dst, selection=selection),
+            self._policy,
+            href=self._href,
+            ref=self._ref,
+        )
+
+
+def retrying_driver(policy: RetryPolicy, index: Mapping[str, AssetRef]) -> Any:
+    """Return an odc-loader reader driver (for ``odc.stac.load(driver=...)``) that retries reads.
+
+    Args:
+        policy: attempts and backoff per chunk read.
+        index: href -> :class:`AssetRef`, from :func:`asset_index`, for the error messages.
+    """
+    from odc.loader._rio import RioDriver
+
+    class RetryingRioDriver(RioDriver):  # type: ignore[misc]
+        """odc-loader's rasterio driver with retried, asset-naming reads."""
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.policy = policy
+            self.index = dict(index)
+
+        def open(self, src: Any, ctx: Any) -> _RetryingReader:
+            return _RetryingReader(
+                super().open(src, ctx), src.uri, self.index.get(src.uri), self.policy
+            )
+
+        def __reduce__(self) -> tuple[Any, ...]:  # a local class: pickle via the factory
+            return (retrying_driver, (self.policy, self.index))
+
+    return RetryingRioDriver()
