@@ -24,3 +24,11 @@ def test_data() -> Path:
     if not path.is_dir():
         pytest.skip(f"CLEARCUBE_TEST_DATA={root} is not a folder; point it at ../shared/data")
     return path
+
+
+@pytest.fixture(scope="session")
+def demo_small(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small (256 × 256 px, 9 dates) embedded demo catalog generated once per session (~3 s)."""
+    from clearcube.catalogs.demo import generate_demo_region
+
+    return generate_demo_region(tmp_path_factory.mktemp("demo") / "catalog", size=256)
