@@ -1,0 +1,99 @@
+"""Quicklook PNG: the cloudiest target-date input beside the composite, in true colour.
+
+True colour is (B04, B03, B02). Both panels share ONE stretch, the per-channel 2nd–98th
+percentiles of the composite, so brightness compares across the two (clouds in the input
+saturate to white instead of pulling the stretch). Large regions are decimated to at most
+``max_size`` pixels on the long side before anything is loaded: a quicklook reads a strided view,
+never the full-resolution region.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from clearcube.errors import BadInputError
+
+__all__ = ["TRUE_COLOUR", "cloudiest_date", "stretch", "true_colour", "write_quicklook"]
+
+TRUE_COLOUR: tuple[str, str, str] = ("B04", "B03", "B02")
+"""Red, green and blue Sentinel-2 bands."""
+
+
+def cloudiest_date(known: np.ndarray) -> int:
+    """Index of the date with the fewest clear pixels; ``known (time, y, x)``, True = clear."""
+    known = np.asarray(known, dtype=bool)
+    if known.ndim != 3 or known.shape[0] == 0:
+        raise BadInputError(f"known must be (time, y, x) with at least one date, got {known.shape}")
+    return int(np.argmin(known.reshape(known.shape[0], -1).mean(axis=1)))
+
+
+def true_colour(image: Any, band_names: Sequence[str], *, max_size: int = 1024) -> np.ndarray:
+    """``(3, h, w)`` float red/green/blue of ``image (band, y, x)``, decimated to ``max_size``."""
+    names = list(band_names)
+    missing = [b for b in TRUE_COLOUR if b not in names]
+    if missing:
+        raise BadInputError(f"true colour needs bands {missing}, the image has {names}")
+    step = max(1, math.ceil(max(image.shape[-2:]) / max_size))
+    return np.stack(
+        [np.asarray(image[names.index(b), ::step, ::step], dtype=np.float32) for b in TRUE_COLOUR]
+    )
+
+
+def stretch(
+    rgb: np.ndarray, limits: np.ndarray | None = None, *, percentiles: tuple[float, float] = (2, 98)
+) -> tuple[np.ndarray, np.ndarray]:
+    """Robust linear stretch of ``rgb (3, h, w)`` to ``(h, w, 3)`` uint8; NaN becomes black.
+
+    Returns the image and the ``(3, 2)`` per-channel ``(low, high)`` limits used (computed from
+    ``rgb`` when ``limits`` is None), so another image can share the stretch.
+    """
+    if limits is None:
+        flat = rgb.reshape(3, -1)
+        limits = np.array(
+            [np.nanpercentile(c, percentiles) if np.isfinite(c).any() else (0.0, 1.0) for c in flat]
+        )
+    low, high = limits[:, 0, None, None], limits[:, 1, None, None]
+    scaled = (rgb - low) / np.where(high > low, high - low, 1.0)
+    out = np.nan_to_num(np.clip(scaled, 0.0, 1.0), nan=0.0) * 255.0
+    return np.moveaxis(np.rint(out).astype(np.uint8), 0, -1), limits
+
+
+def write_quicklook(
+    before: Any,
+    after: Any,
+    band_names: Sequence[str],
+    path: str | Path,
+    *,
+    max_size: int = 1024,
+    percentiles: tuple[float, float] = (2, 98),
+) -> Path:
+    """Write the before (cloudy input) | after (composite) true-colour PNG; return its path.
+
+    Args:
+        before: ``(band, y, x)`` the cloudiest target-date input (see :func:`cloudiest_date`).
+        after: ``(band, y, x)`` the composite, same grid and bands.
+        band_names: names of the bands of both.
+        path: the PNG to write (replaced atomically).
+        max_size: longest side of each panel in pixels.
+        percentiles: stretch limits taken from the composite.
+    """
+    from PIL import Image
+
+    if tuple(before.shape) != tuple(after.shape):
+        raise BadInputError(f"before {before.shape} and after {after.shape} differ; pass one grid")
+    after_rgb, limits = stretch(
+        true_colour(after, band_names, max_size=max_size), percentiles=percentiles
+    )
+    before_rgb, _ = stretch(true_colour(before, band_names, max_size=max_size), limits)
+    gap = np.full((after_rgb.shape[0], 8, 3), 255, dtype=np.uint8)
+    path = Path(path)
+    part = path.with_name(f".{path.name}.{os.getpid()}.part.png")
+    Image.fromarray(np.concatenate([before_rgb, gap, after_rgb], axis=1)).save(part, format="PNG")
+    os.replace(part, path)
+    return path

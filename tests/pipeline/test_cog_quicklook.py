@@ -1,0 +1,55 @@
+"""Quicklook PNG: true-colour band order, shared robust stretch, decimation, cloudiest date."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from clearcube.errors import BadInputError
+from clearcube.pipeline.quicklook import cloudiest_date, stretch, true_colour, write_quicklook
+
+BANDS = ("B02", "B03", "B04", "B08")
+
+
+def test_true_colour_picks_red_green_blue_and_decimates() -> None:
+    image = np.stack([np.full((100, 80), v, dtype=np.float32) for v in (2.0, 3.0, 4.0, 8.0)])
+    rgb = true_colour(image, BANDS, max_size=30)
+    assert rgb[:, 0, 0].tolist() == [4.0, 3.0, 2.0]
+    assert rgb.shape == (3, 25, 20)  # step ceil(100 / 30) = 4
+    with pytest.raises(BadInputError, match="B04"):
+        true_colour(image[:2], ("B02", "B03"))
+
+
+def test_stretch_maps_percentiles_to_0_and_255_and_nan_to_black() -> None:
+    ramp = np.linspace(0.0, 1.0, 101, dtype=np.float64)
+    rgb = np.stack([ramp, ramp * 2, ramp + 5]).reshape(3, 1, 101)
+    rgb[0, 0, 50] = np.nan
+    out, limits = stretch(rgb, percentiles=(10, 90))
+    assert out.shape == (1, 101, 3) and out.dtype == np.uint8
+    np.testing.assert_allclose(limits[2], np.percentile(ramp + 5, (10, 90)))
+    assert out[0, :10, 2].max() == 0 and out[0, 91:, 2].min() == 255
+    assert out[0, 50, 0] == 0
+
+
+def test_cloudiest_date() -> None:
+    known = np.ones((4, 5, 5), dtype=bool)
+    known[2, :4] = False
+    known[1, :1] = False
+    assert cloudiest_date(known) == 2
+
+
+def test_write_quicklook_side_by_side_with_shared_stretch(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    after = rng.uniform(0.05, 0.2, size=(4, 60, 70)).astype(np.float32)
+    before = after.copy()
+    before[:, 10:30, 10:40] = 0.9  # a cloud: brighter than anything in the composite
+    path = write_quicklook(before, after, BANDS, tmp_path / "ql.png")
+    png = np.asarray(Image.open(path))
+    assert png.shape == (60, 70 + 8 + 70, 3)
+    left, right = png[:, :70], png[:, 78:]
+    assert np.all(left[10:30, 10:40] == 255)  # the cloud saturates under the composite's stretch
+    np.testing.assert_array_equal(left[40:], right[40:])  # identical pixels render identically
+    assert [p.name for p in tmp_path.iterdir()] == ["ql.png"]
