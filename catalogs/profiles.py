@@ -144,8 +144,6 @@ def resolve_profile(
             f"unknown catalog profile {profile!r}; use one of {', '.join(PROFILES)} "
             "or give --stac-url with --collections"
         )
-    if base.name == PLANETARY_COMPUTER.name and base.signer is None:
-        base = replace(base, signer=planetary_computer_signer())
     if stac_url is not None:
         stac_url = stac_url.rstrip("/")
         if not stac_url.startswith(("http://", "https://")):
@@ -159,13 +157,15 @@ def resolve_profile(
             )
         base = replace(base, name="custom" if base.url != stac_url else base.name, url=stac_url)
     if collections is None:
-        return base
+        base.s2_collection(level)  # fail now when the profile lacks this level
+        return _with_signer(base)
     names = [str(c).strip() for c in collections]
     if not 1 <= len(names) <= 2 or not all(names):
         raise BadInputError(
             f"--collections takes one or two names (Sentinel-2, then Sentinel-1), got {names!r}"
         )
     if base.name == PLANETARY_COMPUTER.name:
+        PLANETARY_COMPUTER.s2_collection(level)  # it has no L1C
         if names[0] != PLANETARY_COMPUTER.s2_l2a:
             raise BadInputError(
                 f"unknown Planetary Computer Sentinel-2 collection {names[0]!r}; "
@@ -179,5 +179,12 @@ def resolve_profile(
     # A custom API has no Sentinel-1 collection unless one is named.
     s1 = names[1] if len(names) == 2 else (None if base.name == "custom" else base.s1)
     if level == "L1C":
-        return replace(base, s2_l1c=names[0], s1=s1)
-    return replace(base, s2_l2a=names[0], s1=s1)
+        return _with_signer(replace(base, s2_l1c=names[0], s1=s1))
+    return _with_signer(replace(base, s2_l2a=names[0], s1=s1))
+
+
+def _with_signer(profile: CatalogProfile) -> CatalogProfile:
+    """Attach Planetary Computer's signer (last, so bad input is reported before ImportError)."""
+    if profile.name == PLANETARY_COMPUTER.name and profile.signer is None:
+        return replace(profile, signer=planetary_computer_signer())
+    return profile

@@ -26,7 +26,8 @@ SAME_ACQUISITION = timedelta(seconds=60)
 #: Default largest gap between a Sentinel-2 date and the Sentinel-1 acquisition paired to it.
 DEFAULT_PAIR_TOLERANCE = timedelta(days=3)
 
-_TILE_IN_NAME = re.compile(r"_T?(\d{1,2}[C-X][A-Z]{2})(?:_|$)")
+# MGRS tile in product names (``..._T35MNM_...``) or Earth Search ids (``S2A_28QCH_...``)
+_TILE_IN_NAME = re.compile(r"_T(\d{2}[C-HJ-NP-X][A-Z]{2})_|^S2[A-D]_(\d{1,2}[C-HJ-NP-X][A-Z]{2})_")
 _TIMESTAMP_AT_END = re.compile(r"_(\d{8}T\d{6})(?:\.SAFE)?$")
 
 
@@ -194,7 +195,7 @@ def mgrs_tile(item: pystac.Item) -> str | None:
     for name in (props.get("s2:product_uri"), item.id):
         match = _TILE_IN_NAME.search(str(name or ""))
         if match:
-            return match.group(1).zfill(5)
+            return (match.group(1) or match.group(2)).zfill(5)
     return None
 
 
@@ -275,11 +276,11 @@ def _s2_level(item: pystac.Item, default: Level) -> Level:
         return "L1C"
     if product.endswith("2A"):
         return "L2A"
-    text = f"{item.id} {item.collection_id or ''}".upper()
-    if "L1C" in text:
-        return "L1C"
-    if "L2A" in text:
-        return "L2A"
+    for text in (item.id.upper(), (item.collection_id or "").upper()):
+        if "L1C" in text:
+            return "L1C"
+        if "L2A" in text:
+            return "L2A"
     return default
 
 

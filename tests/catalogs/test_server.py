@@ -103,7 +103,7 @@ def test_port_in_use_is_bad_input(real_api: str, real_catalog: Path) -> None:
 
 
 def test_server_that_cannot_start_reports_its_output(tmp_path: Path) -> None:
-    item = {
+    item: dict[str, Any] = {
         "type": "Feature",
         "stac_version": "1.0.0",
         "id": "broken",
