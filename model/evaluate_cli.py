@@ -35,6 +35,12 @@ reconstructions (RMSE 0) left out of the PSNR mean. Cloud coverage is the mean o
 of their cloudy fraction (the paper's Table 3). Baselines: *least-cloudy* forwards the input with
 the fewest cloudy pixels; *mosaicing* averages the clear dates per pixel (0.5 where none is clear);
 *median* takes the per-pixel median of the clear dates (0.5 where none is clear).
+
+**Reading the tables.** Rows with the target date among the inputs are easy: its clear pixels
+are the target itself (for Sen1Floods11, a single date, that is every sample, so mosaicing is
+often exact there). The rows *without* it are the honest test of reconstruction across dates.
+Figures (Figure 3 example grid `examples.png`, Figure 4 histograms `hist_<method>.png`) and the
+per-sample `samples.csv`, `summary.csv` and `summary.json` are written to `{out}`.
 """
 REAL_DATA_TEXT = (
     "The real-data set of `clearcube.model.evaluation.realdata` (seed {seed}): the clear Sen1Floods11 "
@@ -183,11 +189,12 @@ def run(args: argparse.Namespace) -> int:
         "steps": args.steps,
         "checkpoint": args.checkpoint,
     }
-    command = "clearcube evaluate " + " ".join(
-        f"--{k} {v}"
-        for k, v in (("data", args.data), ("methods", ",".join(methods)), ("lengths", args.lengths))
+    command = (
+        f"clearcube evaluate --data {args.data} --methods {','.join(methods)} --lengths {args.lengths}"
+        f" --seed {args.seed} --patch {args.patch} --out {args.out}"
+        + (f" --write-docs {args.write_docs}" if args.write_docs else "")
     )
-    intro = DOCS_INTRO.format(command=command, version=__version__, data=data_text)
+    intro = DOCS_INTRO.format(command=command, version=__version__, data=data_text, out=args.out)
     paths = write_report(
         results, args.out, title="clearcube evaluation", intro=intro, config=config
     )
