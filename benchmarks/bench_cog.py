@@ -1,0 +1,171 @@
+"""COG writing throughput: clearcube's writer (from a Zarr store) against ``gdal_translate -of COG``.
+
+Both sides produce the same COG: uint16 DN, deflate + predictor, 512 px blocks, AUTO overviews with
+average resampling, ``NUM_THREADS=ALL_CPUS``. clearcube's writer starts from the float32 Zarr
+product (the mosaic store's layout) and includes reading, quantising and staging; gdal_translate
+starts from a plain (striped, uncompressed) GTiff already holding the quantised DN, which is the
+best case for GDAL. The figure is the time ratio ``clearcube / gdal_translate`` in one run, and
+both outputs are checked pixel for pixel.
+
+Usage::
+
+    python benchmarks/bench_cog.py --size 4096 --bands 4 [--results benchmarks/RESULTS.md]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import rasterio
+import zarr
+from affine import Affine
+
+from clearcube.pipeline.cog import COMPOSITE, quantise, write_cog
+
+CRS = "EPSG:32633"
+TRANSFORM = Affine(10.0, 0.0, 399960.0, 0.0, -10.0, 5100000.0)
+
+
+def make_source(root: Path, bands: int, size: int, chunk: int = 512) -> zarr.Array:
+    """A float32 reflectance product (band, y, x) in Zarr, written chunk by chunk (seeded)."""
+    source = zarr.create_array(
+        root / "product.zarr",
+        shape=(bands, size, size),
+        chunks=(bands, chunk, chunk),
+        dtype="float32",
+    )
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[0:chunk, 0:chunk] / chunk
+    for y in range(0, size, chunk):
+        for x in range(0, size, chunk):
+            h, w = min(chunk, size - y), min(chunk, size - x)
+            field = 0.15 + 0.1 * np.sin(6 * (yy[:h, :w] + y / size)) * np.cos(
+                5 * (xx[:h, :w] + x / size)
+            )
+            noise = rng.normal(0, 0.01, size=(bands, h, w))
+            source[:, y : y + h, x : x + w] = (field + noise).astype(np.float32)
+    return source
+
+
+def plain_gtiff(source: zarr.Array, path: Path) -> None:
+    """The same quantised DN as a plain striped, uncompressed GTiff (gdal_translate's input)."""
+    bands, height, width = source.shape
+    with rasterio.open(
+        path,
+        "w",
+        driver="GTiff",
+        width=width,
+        height=height,
+        count=bands,
+        dtype="uint16",
+        crs=CRS,
+        transform=TRANSFORM,
+        nodata=0,
+    ) as dst:
+        for y in range(0, height, 512):
+            rows = slice(y, min(y + 512, height))
+            dst.write(
+                quantise(source[:, rows, :], COMPOSITE),
+                window=((rows.start, rows.stop), (0, width)),
+            )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--size", type=int, default=4096, help="square grid edge in pixels")
+    parser.add_argument("--bands", type=int, default=4)
+    parser.add_argument("--results", type=Path, help="append a section to this RESULTS.md")
+    args = parser.parse_args(argv)
+    gdal = shutil.which("gdal_translate")
+    if gdal is None:
+        print("gdal_translate not found: apt-get install gdal-bin", file=sys.stderr)
+        return 2
+    gdal_version = subprocess.run(
+        [gdal, "--version"], capture_output=True, text=True
+    ).stdout.strip()
+
+    with tempfile.TemporaryDirectory(prefix="bench-cog-") as tmp:
+        root = Path(tmp)
+        source = make_source(root, args.bands, args.size)
+        plain_gtiff(source, root / "plain.tif")
+
+        t0 = time.perf_counter()
+        write_cog(
+            source,
+            root / "ours.tif",
+            crs=CRS,
+            transform=TRANSFORM,
+            band_names=[f"b{i}" for i in range(args.bands)],
+            tags={"bench": "1"},
+        )
+        ours = time.perf_counter() - t0
+
+        t0 = time.perf_counter()
+        subprocess.run(
+            [
+                gdal,
+                "-q",
+                "-of",
+                "COG",
+                "-co",
+                "COMPRESS=DEFLATE",
+                "-co",
+                "PREDICTOR=YES",
+                "-co",
+                "BLOCKSIZE=512",
+                "-co",
+                "OVERVIEWS=AUTO",
+                "-co",
+                "RESAMPLING=AVERAGE",
+                "-co",
+                "NUM_THREADS=ALL_CPUS",
+                "-co",
+                "BIGTIFF=IF_SAFER",
+                str(root / "plain.tif"),
+                str(root / "gdal.tif"),
+            ],
+            check=True,
+        )
+        theirs = time.perf_counter() - t0
+
+        with rasterio.open(root / "ours.tif") as a, rasterio.open(root / "gdal.tif") as b:
+            same = bool(np.array_equal(a.read(), b.read()))
+            sizes = (os.path.getsize(root / "ours.tif"), os.path.getsize(root / "gdal.tif"))
+
+    mpix = args.size * args.size / 1e6
+    raw_mb = mpix * args.bands * 4
+    lines = [
+        f"grid {args.size}x{args.size}, {args.bands} bands ({raw_mb:.0f} MB float32 in Zarr)",
+        f"clearcube write_cog (Zarr -> COG): {ours:.2f} s = {mpix / ours:.1f} Mpx/s, {raw_mb / ours:.0f} MB/s",
+        f"gdal_translate -of COG (GTiff -> COG): {theirs:.2f} s = {mpix / theirs:.1f} Mpx/s",
+        f"ratio clearcube / gdal_translate: {ours / theirs:.2f}x time",
+        f"pixels identical: {same}; sizes {sizes[0] / 1e6:.1f} MB vs {sizes[1] / 1e6:.1f} MB",
+    ]
+    print("\n".join(lines))
+    if args.results is not None:
+        command = "python benchmarks/bench_cog.py " + " ".join(
+            argv if argv is not None else sys.argv[1:]
+        )
+        machine = (
+            f"{platform.machine()}, {os.cpu_count()} cores (load average {os.getloadavg()[0]:.1f}), "
+            f"Python {platform.python_version()}, {gdal_version}, rasterio GDAL {rasterio.__gdal_version__}"
+        )
+        with args.results.open("a") as fh:
+            fh.write(
+                f"\n## COG writing throughput (bench_cog.py)\n\nCommand: `{command}`  \nMachine: {machine}\n\n"
+            )
+            fh.write("\n".join(f"- {line}" for line in lines) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
