@@ -154,7 +154,7 @@ def retrying_driver(policy: RetryPolicy, index: Mapping[str, AssetRef]) -> Any:
             self.policy = policy
             self.index = dict(index)
 
-        def open(self, src: Any, ctx: Any) -> _RetryingReader:
+        def open(self, src: Any, ctx: Any) -> _RetryingReader:  # type: ignore[override]
             return _RetryingReader(
                 super().open(src, ctx), src.uri, self.index.get(src.uri), self.policy
             )

@@ -193,3 +193,32 @@ def inner_bbox(margin_m: float = 200.0) -> tuple[float, float, float, float]:
             (x0 + margin_m, y0 - SIZE_M + margin_m, x0 + SIZE_M - margin_m, y0 - margin_m), EPSG
         )
     )
+
+
+def native_rowcol(coord: np.ndarray, origin: float, res: float, *, flip: bool) -> np.ndarray:
+    """Native pixel index holding cube pixel centres ``coord`` (x: ``flip=False``; y: ``True``)."""
+    offset = (origin - coord) if flip else (coord - origin)
+    return np.floor(offset / res).astype(int)
+
+
+def standard_scenes(root: Path) -> dict[str, pystac.Item]:
+    """The scenes most cube tests use, by id.
+
+    S2: ``d0a`` and ``d0b`` on one solar day (2024-06-01, 10 s apart; ``d0b`` has other values),
+    ``d1`` (06-11), ``d2`` (06-21), all with SCL. S1: ``s1x`` (06-02, S1 date 0) and ``s1y``
+    (06-20, S1 date 1).
+    """
+    from datetime import UTC
+
+    def at(day: int, hour: int, second: int = 0) -> datetime:
+        return datetime(2024, 6, day, hour, 0, second, tzinfo=UTC)
+
+    items = [
+        make_s2_item(root, "d0a", at(1, 10), 0, cloud_cover=10.0, with_scl=True),
+        make_s2_item(root, "d0b", at(1, 10, 10), 5, cloud_cover=20.0, with_scl=True),
+        make_s2_item(root, "d1", at(11, 10), 1, cloud_cover=30.0, with_scl=True),
+        make_s2_item(root, "d2", at(21, 10), 2, cloud_cover=50.0, with_scl=True),
+        make_s1_item(root, "s1x", at(2, 5), 0),
+        make_s1_item(root, "s1y", at(20, 17), 1),
+    ]
+    return {item.id: item for item in items}

@@ -1,0 +1,122 @@
+"""write_cube / open_cube: Zarr v3 round trip, resume after an interruption, refusals."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pystac
+import pytest
+import xarray as xr
+import zarr
+
+from clearcube.errors import BadInputError
+from clearcube.pipeline.cube import load_cube, open_cube, plan_regions, write_cube
+
+sys.path.insert(0, str(Path(__file__).parent))
+from cube_fixtures import inner_bbox, standard_scenes
+
+ASSETS = {"B02": "blue", "B05": "rededge1", "B09": "nir09"}
+
+
+class Stop(Exception):
+    """Raised from the progress callback to simulate an interrupted build."""
+
+
+@pytest.fixture(scope="module")
+def scenes(tmp_path_factory: pytest.TempPathFactory) -> dict[str, pystac.Item]:
+    return standard_scenes(tmp_path_factory.mktemp("scenes"))
+
+
+def _cube(scenes: dict[str, pystac.Item], bands=ASSETS) -> xr.Dataset:
+    return load_cube(
+        [scenes["d0a"], scenes["d1"], scenes["d2"]], [scenes["s1x"], scenes["s1y"]],
+        bbox=inner_bbox(600), s2_assets=bands, extra_assets={"scl": "scl"}, chunks=32,
+        s1_pairing={"d0a": "s1x", "d1": None, "d2": "s1y"},
+    )  # fmt: skip
+
+
+def test_plan_regions_cover_the_grid_once() -> None:
+    regions = plan_regions((154, 100), 64)
+    hits = np.zeros((154, 100), dtype=int)
+    for ys, xs in regions:
+        hits[ys, xs] += 1
+    assert (hits == 1).all() and len(regions) == 3 * 2
+
+
+def test_round_trip_is_exact(tmp_path: Path, scenes) -> None:
+    ds = _cube(scenes)
+    calls: list[tuple[int, int]] = []
+    out = write_cube(
+        ds, tmp_path / "c.zarr", region_size=64, progress=lambda d, n: calls.append((d, n))
+    )
+    n = len(plan_regions((ds.sizes["y"], ds.sizes["x"]), 64))
+    assert calls == [(k, n) for k in range(n + 1)]
+    back = open_cube(out)
+    assert back.attrs["clearcube_complete"] is True
+    assert back["s2"].dtype == np.uint16 and back["scl"].dtype == np.uint8
+    assert back["s2"].encoding["chunks"] == (1, 3, 32, 32)
+    expected = ds.compute()
+    xr.testing.assert_equal(back.compute(), expected)
+    assert back.attrs["crs"] == ds.attrs["crs"] and back.attrs["transform"] == ds.attrs["transform"]
+    assert np.isnat(back.s1_time.values[1]) and np.isnan(back["s1"].isel(time=1).values).all()
+    meta = zarr.open_group(str(out), mode="r")
+    assert meta.metadata.zarr_format == 3
+
+
+def test_interrupted_build_is_refused_then_resumes(tmp_path: Path, scenes) -> None:
+    ds = _cube(scenes)
+    path = tmp_path / "c.zarr"
+    n = len(plan_regions((ds.sizes["y"], ds.sizes["x"]), 64))
+    assert n >= 4
+
+    def stop_after_two(done: int, total: int) -> None:
+        if done == 2:
+            raise Stop
+
+    with pytest.raises(Stop):
+        write_cube(ds, path, region_size=64, progress=stop_after_two)
+    with pytest.raises(BadInputError, match=rf"incomplete \(2 of {n} regions\).*resume"):
+        open_cube(path)
+
+    calls: list[tuple[int, int]] = []
+    write_cube(_cube(scenes), path, region_size=64, progress=lambda d, t: calls.append((d, t)))
+    # the rerun starts at 2 done and writes only the remaining n - 2 regions
+    assert calls == [(k, n) for k in range(2, n + 1)]
+    xr.testing.assert_equal(open_cube(path).compute(), ds.compute())
+
+    # a third run finds everything done and writes nothing
+    again: list[tuple[int, int]] = []
+    write_cube(ds, path, region_size=64, progress=lambda d, t: again.append((d, t)))
+    assert again == [(n, n)]
+
+
+def test_resume_with_other_arguments_is_refused(tmp_path: Path, scenes) -> None:
+    path = tmp_path / "c.zarr"
+    with pytest.raises(Stop):
+        write_cube(_cube(scenes), path, region_size=64, progress=_stop_at(1))
+    with pytest.raises(BadInputError, match="different arguments"):
+        write_cube(_cube(scenes, {"B03": "green"}), path, region_size=64)
+    with pytest.raises(BadInputError, match="different arguments"):
+        write_cube(_cube(scenes), path, region_size=128)
+
+
+def _stop_at(k: int):
+    def stop(done: int, total: int) -> None:
+        if done == k:
+            raise Stop
+
+    return stop
+
+
+def test_refusals(tmp_path: Path, scenes) -> None:
+    with pytest.raises(BadInputError, match="no cube at"):
+        open_cube(tmp_path / "nothing.zarr")
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "file.txt").write_text("x")
+    with pytest.raises(BadInputError, match="not a clearcube Zarr store"):
+        write_cube(_cube(scenes), other, region_size=64)
+    with pytest.raises(BadInputError, match="multiple of the chunk size"):
+        write_cube(_cube(scenes), tmp_path / "c.zarr", region_size=48)
