@@ -147,3 +147,26 @@ def test_mosaic_store_to_cogs(tmp_path: Path) -> None:
         assert np.abs(dn - quantise(image, COMPOSITE).astype(int)).max() <= 1
     with rasterio.open(paths["uncertainty"]) as src:
         assert src.dtypes[0] == "float32"
+
+
+def test_invalid_cog_raises_and_leaves_the_old_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import rio_cogeo.cogeo
+
+    # the validator is rio-cogeo's, not ours: make it reject to exercise our failure path
+    monkeypatch.setattr(
+        rio_cogeo.cogeo, "cog_validate", lambda *a, **k: (False, ["bad IFD order"], [])
+    )
+    out = tmp_path / "c.tif"
+    out.write_bytes(b"previous run")
+    with pytest.raises(ClearcubeError, match="bad IFD order"):
+        write_cog(
+            np.zeros((1, 8, 8)),
+            out,
+            crs="EPSG:32633",
+            transform=TRANSFORM,
+            band_names=("a",),
+            tags={},
+        )
+    assert out.read_bytes() == b"previous run" and [p.name for p in tmp_path.iterdir()] == ["c.tif"]

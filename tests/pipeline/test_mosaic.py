@@ -6,6 +6,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from clearcube.errors import BadInputError, ClearcubeError
 from clearcube.pipeline.blend import blend_tiles
@@ -104,3 +106,27 @@ def test_output_windows_tile_the_grid_exactly(tmp_path: Path) -> None:
     for rows, cols in store.output_windows():
         count[rows, cols] += 1
     assert np.all(count == 1)
+
+
+@settings(
+    max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(st.integers(1, 90), st.integers(1, 90), st.integers(4, 40), st.data(), st.integers(5, 70))
+def test_store_assembly_equals_blend_for_any_plan_and_chunking(
+    tmp_path_factory: pytest.TempPathFactory,
+    height: int,
+    width: int,
+    tile: int,
+    data: st.DataObject,
+    chunk: int,
+) -> None:
+    plan = plan_tiles(height, width, tile=tile, overlap=data.draw(st.integers(0, tile - 1)))
+    spec = MosaicSpec(
+        plan=plan, bands=("b",), fingerprint="p", products=("composite",), chunk=chunk
+    )
+    store = open_mosaic(tmp_path_factory.mktemp("m") / "m.zarr", spec)
+    rng = np.random.default_rng(height * 1000 + width)
+    tiles = {t: rng.normal(size=(1, *plan.tile_shape)) for t in plan}
+    fill_mosaic(store, lambda t: {"composite": tiles[t]})
+    store.assemble()
+    np.testing.assert_allclose(store.array("composite")[:], blend_tiles(plan, tiles), atol=1e-5)
