@@ -27,6 +27,7 @@ import hashlib
 import json
 import logging
 import math
+import os
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -273,6 +274,7 @@ def load_cube(
     s1_assets = dict(s1_assets or {p: p.lower() for p in S1_BANDS})
     extra = dict(extra_assets or {})
     s1_list = list(s1_items or [])
+    s2_items, s1_list = resolve_hrefs(s2_items), resolve_hrefs(s1_list)
     check_assets(s2_items, {**{b: s2_assets[b] for b in bands}, **extra}, "Sentinel-2")
     check_assets(s1_list, s1_assets, "Sentinel-1")
 
@@ -308,11 +310,32 @@ def load_cube(
         crs=str(gbox.crs),
         transform=list(gbox.transform.to_gdal()),
         resolution=float(resolution),
+        clearcube_chunk=int(chunks),
         clearcube_fingerprint=_fingerprint(
             s2_groups, s1_groups, pairs, box, s2_assets, s1_assets, extra, gbox, chunks
         ),
     )
     return ds
+
+
+def resolve_hrefs(items: Sequence[pystac.Item]) -> list[pystac.Item]:
+    """Copies of ``items`` whose asset hrefs are absolute, read as the catalog meant them.
+
+    pystac joins a root-relative href (``/data/x.tif``) onto an http self link, which turns a local
+    file served through a (since stopped) local STAC API into a dead URL. An href that is an
+    absolute filesystem path is kept as that path; others are resolved against the self link.
+    """
+    out = []
+    for item in items:
+        clone = item.clone()
+        for asset in clone.assets.values():
+            href = asset.href
+            if not (os.path.isabs(href) and "://" not in href):
+                href = asset.get_absolute_href() or href
+            asset.href = href
+        clone.remove_links("self")
+        out.append(clone)
+    return out
 
 
 def _cloud_cover(group: Sequence[pystac.Item]) -> float:

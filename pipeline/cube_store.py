@@ -46,6 +46,10 @@ def plan_regions(shape_yx: tuple[int, int], region_size: int) -> list[Region]:
 
 
 def _chunk_yx(ds: xr.Dataset) -> tuple[int, int]:
+    """The nominal y/x chunk edge (``load_cube`` records it; a grid smaller than it is one chunk)."""
+    nominal = ds.attrs.get("clearcube_chunk")
+    if nominal:
+        return int(nominal), int(nominal)
     chunks = ds.chunks
     return (chunks["y"][0], chunks["x"][0]) if chunks else (ds.sizes["y"], ds.sizes["x"])
 
