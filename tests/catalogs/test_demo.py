@@ -255,3 +255,17 @@ def test_ensure_generates_once_and_replaces_an_incomplete_folder(
 def test_bad_sizes_are_refused(tmp_path: Path, size: int, n_dates: int) -> None:
     with pytest.raises(BadInputError):
         generate_demo_region(tmp_path, size=size, n_dates=n_dates)
+
+
+def test_odc_stac_reads_the_catalog_onto_one_grid(demo_small: Path) -> None:
+    """The cube builder's reader takes the items as they are: S2 bands exactly, S1 without holes."""
+    import odc.stac
+    import pystac
+
+    s2 = pystac.Item.from_dict(items(demo_small, "sentinel-2-l1c")[0])
+    cube = odc.stac.load([s2], bands=["red", "cirrus"], crs=f"EPSG:{DEMO_EPSG}", resolution=10)
+    np.testing.assert_array_equal(cube["red"].isel(time=0).values, read(s2.assets["red"].to_dict()))
+    assert cube["cirrus"].shape == (1, 256, 256)  # 60 m upsampled onto the 10 m grid
+    s1 = [pystac.Item.from_dict(i) for i in items(demo_small, "sentinel-1-grd")[:2]]
+    sar = odc.stac.load(s1, bands=["vv", "vh"], geobox=cube.odc.geobox)
+    assert sar["vv"].shape == (2, 256, 256) and not np.isnan(sar["vv"].values).any()
