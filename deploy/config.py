@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator, Mapping
 from importlib import resources
+from pathlib import Path
 from typing import Any, Final
 
 import yaml
@@ -22,6 +23,11 @@ from clearcube import ClearcubeError
 CONFIGMAP_NAME: Final = "clearcube-dask-config"
 #: Where images and pods put the file; Dask reads every YAML file in /etc/dask at import.
 CONTAINER_PATH: Final = "/etc/dask/distributed.yaml"
+
+
+def dask_config_path() -> Path:
+    """Return the path of the installed ``dask/distributed.yaml`` (for ``DASK_CONFIG``)."""
+    return Path(__file__).resolve().parent / "dask" / "distributed.yaml"
 
 
 def dask_config_text() -> str:
