@@ -1,0 +1,280 @@
+"""Samplers: DDPM ancestral (full or respaced chain) and DDIM(η), with or without SeqTIS.
+
+Every sampler is a pure function of (network, schedule, conditioning, noise source): no state,
+no ``set_timesteps``. With a :class:`~clearcube.model.seqtis.SeqTISInputs` bundle each reverse
+step is Algorithm 1 of SeqDMs; without one it is plain (unconditional) sampling.
+
+One reverse step k → k-1 of a chain with ᾱ_k and ᾱ_prev (= ᾱ_{k-1}, 1 before the first step):
+
+1. Ã_t: the SAR dates diffused to ᾱ_k and averaged (Eqs. 19-20); ε_a^l = 0 at the last
+   step, as Algorithm 1 writes it.
+2. X^unknown_{t-1}: one step of the sampler from X_t given Ã_t (Eq. 24; DDIM replaces the
+   ancestral Gaussian by its η-step).
+3. X^known_{t-1}: the clear pixels of every date diffused to ᾱ_prev and averaged (Eqs. 21-23).
+4. X_{t-1}: the merge of Eq. 26.
+
+On a respaced or DDIM chain the paper's "t - 1" of Eq. 21 is the *previous step of that chain*:
+step 3 diffuses the known pixels to ᾱ_prev of the respaced chain, which is exactly the level
+the sampler's step 2 lands on, so the merged sample stays on one noise level.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Literal
+
+import torch
+from torch import Tensor
+
+from clearcube import BadInputError
+from clearcube.model import noise as noise_mod
+from clearcube.model import seqtis
+from clearcube.model.diffusion import Denoiser, PMeanVar, Prediction, extract, p_mean_variance
+from clearcube.model.noise import NoiseSource
+from clearcube.model.schedule import Schedule, respace
+from clearcube.model.seqtis import SeqTISInputs
+
+#: ``progress(done, total)``: called after each of the ``total`` network calls.
+Progress = Callable[[int, int], None]
+#: One reverse update: (p_θ parameters, x_t, step k, noise z) -> the unconditional x_{t-1}.
+_Update = Callable[[PMeanVar, Tensor, Tensor, Tensor], Tensor]
+
+
+def sample_ddpm(
+    net: Denoiser,
+    schedule: Schedule,
+    *,
+    shape: tuple[int, int, int, int],
+    noise: NoiseSource | torch.Generator,
+    condition: SeqTISInputs | None = None,
+    clip_denoised: bool = True,
+    prediction: Prediction = "eps",
+    dtype: torch.dtype = torch.float32,
+    device: torch.device | str = "cpu",
+    progress: Progress | None = None,
+) -> Tensor:
+    """Ancestral sampling x_{t-1} ~ N(μ_θ, Σ_θ) over every step of ``schedule`` (Algorithm 1).
+
+    A respaced ``schedule`` (:func:`~clearcube.model.schedule.respace`) gives respaced DDPM.
+
+    Args:
+        net: the denoiser, called with original training steps.
+        schedule: the chain to walk, K network calls.
+        shape: (B, C, H, W) of the output.
+        noise: a NoiseSource or a torch.Generator.
+        condition: the SeqTIS bundle; ``None`` samples unconditionally with an empty
+            (B, 0, H, W) condition.
+        clip_denoised: clip x̂_0 to [-1, 1] at every step.
+        prediction: what the network predicts.
+        dtype, device: of the sample (taken from ``condition.observed`` when given).
+        progress: ``progress(i, K)`` after each step.
+
+    Returns:
+        x_0, (B, C, H, W).
+    """
+
+    def update(p: PMeanVar, x: Tensor, k: Tensor, z: Tensor) -> Tensor:
+        return p.mean + (0.5 * p.log_variance).exp() * z  # Eq. 24 (z = 0 at the last step)
+
+    return _reverse_chain(
+        net,
+        schedule,
+        update,
+        shape=shape,
+        noise=noise,
+        condition=condition,
+        clip_denoised=clip_denoised,
+        prediction=prediction,
+        dtype=dtype,
+        device=device,
+        progress=progress,
+    )
+
+
+def sample_ddim(
+    net: Denoiser,
+    schedule: Schedule,
+    *,
+    shape: tuple[int, int, int, int],
+    noise: NoiseSource | torch.Generator,
+    condition: SeqTISInputs | None = None,
+    eta: float = 0.0,
+    clip_denoised: bool = True,
+    prediction: Prediction = "eps",
+    dtype: torch.dtype = torch.float32,
+    device: torch.device | str = "cpu",
+    progress: Progress | None = None,
+) -> Tensor:
+    """DDIM (Song et al. 2021, Eq. 12) over every step of ``schedule``; η = 0 is deterministic.
+
+    x_{k-1} = √ᾱ_prev x̂_0 + √(1 - ᾱ_prev - σ²) ε̂ + σ z with
+    σ = η √((1 - ᾱ_prev)/(1 - ᾱ_k)) √(1 - ᾱ_k/ᾱ_prev). Arguments as :func:`sample_ddpm`.
+    """
+    if eta < 0:
+        raise BadInputError(f"DDIM eta must be >= 0, got {eta}")
+
+    def update(p: PMeanVar, x: Tensor, k: Tensor, z: Tensor) -> Tensor:
+        abar = extract(schedule.alphas_cumprod, k, x)
+        abar_prev = extract(schedule.alphas_cumprod_prev, k, x)
+        sigma = eta * ((1 - abar_prev) / (1 - abar)).sqrt() * (1 - abar / abar_prev).sqrt()
+        direction = (1 - abar_prev - sigma.square()).clamp(min=0).sqrt() * p.eps
+        return abar_prev.sqrt() * p.pred_x0 + direction + sigma * z
+
+    return _reverse_chain(
+        net,
+        schedule,
+        update,
+        shape=shape,
+        noise=noise,
+        condition=condition,
+        clip_denoised=clip_denoised,
+        prediction=prediction,
+        dtype=dtype,
+        device=device,
+        progress=progress,
+    )
+
+
+def sample_seqtis(
+    net: Denoiser,
+    schedule: Schedule,
+    *,
+    observed: Tensor,
+    known: Tensor,
+    sar: Tensor,
+    generator: NoiseSource | torch.Generator,
+    sampler: Literal["ddpm", "ddim"] = "ddpm",
+    steps: int | str | None = None,
+    eta: float = 0.0,
+    clip_denoised: bool = True,
+    prediction: Prediction = "eps",
+    progress: Progress | None = None,
+) -> Tensor:
+    """Cloud removal by SeqTIS conditional inference (Algorithm 1) for any number of dates L.
+
+    Args:
+        net: the denoiser.
+        schedule: the training chain (respaced here when ``steps`` is given).
+        observed: (B, L, C, H, W) optical dates in [-1, 1].
+        known: (B, L, 1|C, H, W) bool, True = clear.
+        sar: (B, L, Cs, H, W) SAR dates in [-1, 1].
+        generator: a torch.Generator or a NoiseSource (e.g. CoordinateNoise for tiles).
+        sampler: "ddpm" (ancestral) or "ddim".
+        steps: None: every step of ``schedule``; else ``respace(schedule, steps)`` (e.g. 50,
+            "ddim50").
+        eta: DDIM's η.
+        clip_denoised: clip x̂_0 to [-1, 1].
+        prediction: what the network predicts.
+        progress: ``progress(i, K)`` after each network call.
+
+    Returns:
+        (B, C, H, W) the cloud-free estimate X_0; pixels clear in some date equal the mean of
+        their clear values (Eq. 26 at the last step).
+    """
+    condition = SeqTISInputs(observed=observed, known=known, sar=sar)
+    chain = schedule if steps is None else respace(schedule, steps)
+    b, _, c, h, w = observed.shape
+    common = {
+        "shape": (b, c, h, w),
+        "noise": generator,
+        "condition": condition,
+        "clip_denoised": clip_denoised,
+        "prediction": prediction,
+        "progress": progress,
+    }
+    if sampler == "ddpm":
+        return sample_ddpm(net, chain, **common)  # type: ignore[arg-type]
+    if sampler == "ddim":
+        return sample_ddim(net, chain, eta=eta, **common)  # type: ignore[arg-type]
+    raise BadInputError(f"sampler {sampler!r} unknown; use 'ddpm' or 'ddim'")
+
+
+def _reverse_chain(
+    net: Denoiser,
+    schedule: Schedule,
+    update: _Update,
+    *,
+    shape: tuple[int, int, int, int],
+    noise: NoiseSource | torch.Generator,
+    condition: SeqTISInputs | None,
+    clip_denoised: bool,
+    prediction: Prediction,
+    dtype: torch.dtype,
+    device: torch.device | str,
+    progress: Progress | None,
+) -> Tensor:
+    src = noise_mod.as_noise_source(noise)
+    if condition is not None:
+        dtype, device = condition.observed.dtype, condition.observed.device
+        expected = (condition.observed.shape[0], *condition.observed.shape[2:])
+        if tuple(shape) != tuple(expected):
+            raise BadInputError(f"sample shape {tuple(shape)} does not match observed {expected}")
+        region = seqtis.region_mask(condition.known)  # Eq. 25, fixed over the chain
+    b, _, h, w = shape
+    n = schedule.num_steps
+    x = src(
+        shape, step=n, stream=noise_mod.STREAM_INIT, dtype=dtype, device=device
+    )  # X_T ~ N(0, I)
+    empty = torch.zeros((b, 0, h, w), dtype=dtype, device=device)
+    for i, k in enumerate(reversed(range(n))):
+        last = k == 0
+        t_orig = int(schedule.timestep_map[k])
+        kk = torch.full((b,), k, dtype=torch.int64, device=device)
+        cond = empty if condition is None else _fused_sar(condition, schedule, k, src, t_orig, last)
+        with torch.no_grad():
+            out = net(x, torch.full((b,), t_orig, dtype=torch.int64, device=device), cond)
+        p = p_mean_variance(
+            schedule, out, x, kk, clip_denoised=clip_denoised, prediction=prediction
+        )
+        z = (
+            torch.zeros_like(x)
+            if last
+            else src(shape, step=t_orig, stream=noise_mod.STREAM_STEP, dtype=dtype, device=device)
+        )
+        x_unknown = update(p, x, kk, z)
+        if condition is None:
+            x = x_unknown
+        else:
+            x_known = _fused_known(condition, schedule, k, src, t_orig, last)
+            x = seqtis.merge(region, x_known, x_unknown)  # Eq. 26
+        if progress is not None:
+            progress(i + 1, n)
+    return x
+
+
+def _fused_sar(
+    cond: SeqTISInputs, schedule: Schedule, k: int, src: NoiseSource, step: int, last: bool
+) -> Tensor:
+    """Ã_t at step k (Eqs. 19-20); ε_a^l = 0 at the last step (Algorithm 1, line 7)."""
+    sar = cond.sar
+    if last:
+        eps_a = torch.zeros_like(sar)
+    else:
+        eps_a = seqtis.draw_frames(
+            src,
+            tuple(sar.shape),
+            step=step,
+            stream_of=noise_mod.sar_stream,
+            dtype=sar.dtype,
+            device=sar.device,
+        )
+    return seqtis.fuse_sar(sar, float(schedule.alphas_cumprod[k]), eps_a)
+
+
+def _fused_known(
+    cond: SeqTISInputs, schedule: Schedule, k: int, src: NoiseSource, step: int, last: bool
+) -> Tensor:
+    """X^known_{t-1} at ᾱ_prev of step k (Eqs. 21-23); ε_x^l = 0 at the last step (line 4)."""
+    obs = cond.observed
+    if last:
+        eps_x = torch.zeros_like(obs)
+    else:
+        eps_x = seqtis.draw_frames(
+            src,
+            tuple(obs.shape),
+            step=step,
+            stream_of=noise_mod.optical_stream,
+            dtype=obs.dtype,
+            device=obs.device,
+        )
+    return seqtis.fuse_optical(obs, cond.known, float(schedule.alphas_cumprod_prev[k]), eps_x)
