@@ -1,0 +1,187 @@
+"""The per-tile work that runs on Dask workers: read a tile window, run SeqTIS, store the result.
+
+One :class:`TileJob` is one task (DESIGN.md: one task per tile, ``resources={"GPU": 1}``). The
+job carries only paths and small frozen values, so it pickles in microseconds; the worker opens
+the cube and the mosaic store itself and loads the model once per process
+(:func:`worker_model`). The sampler's noise is keyed by global pixel coordinates
+(:class:`~clearcube.model.noise.CoordinateNoise`), so a pixel's result does not depend on which
+tile, worker or order produced it.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import time
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+
+from clearcube.pipeline.mosaic import MosaicStore
+from clearcube.pipeline.tiles import Tile
+
+Sampler = Literal["ddim", "ddpm"]
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """How a worker samples a tile."""
+
+    checkpoint: str
+    """Path of the checkpoint file (readable from every worker)."""
+    sampler: Sampler = "ddim"
+    """``"ddim"`` (deterministic given x_T when ``eta`` is 0) or ``"ddpm"`` (ancestral, respaced)."""
+    steps: int = 50
+    """Reverse steps (respacing of the trained schedule)."""
+    eta: float = 0.0
+    """DDIM η: 0 is deterministic, 1 matches DDPM's variance."""
+    samples: int = 1
+    """K samples per tile; their mean is the composite and their spread the uncertainty."""
+    seed: int = 0
+    """Seed of the coordinate-keyed noise."""
+    device: str = "auto"
+    """``"auto"``: the worker's CUDA device when it has one, else the CPU."""
+
+
+@dataclass(frozen=True)
+class TileJob:
+    """Everything one inference task needs."""
+
+    cube: str
+    """Path of the finished Zarr cube (variables ``s2``, ``s1``, ``cloud``)."""
+    store: MosaicStore
+    """The output mosaic store the tile is written into."""
+    tile: Tile
+    """The tile to compute."""
+    dates: tuple[int, ...]
+    """Indices of the L dates on the cube's time axis (the date selection)."""
+    model: ModelSpec
+    """How to sample."""
+
+
+@dataclass(frozen=True)
+class TileOutcome:
+    """What a task reports back (small: the pixels went to the store)."""
+
+    number: int
+    """The tile's number in the plan."""
+    clear_fraction: float
+    """Fraction of the tile's pixels clear in at least one input date (Eq. 25's M̃)."""
+    seconds: float
+    """Wall time of the task on the worker."""
+    worker: str
+    """Address of the worker that ran it (empty outside Dask)."""
+
+
+def read_tile_inputs(
+    cube_path: str, tile: Tile, dates: tuple[int, ...]
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Read one tile window of the chosen dates from the cube store.
+
+    Returns:
+        ``s2 (L, 13, h, w)`` uint16 DN, ``s1 (L, 2, h, w)`` float32 dB (NaN: no SAR),
+        ``known (L, h, w)`` bool (True = clear and observed).
+    """
+    import zarr
+
+    group = zarr.open_group(cube_path, mode="r")
+    index = np.asarray(dates, dtype=np.int64)
+    rows, cols = tile.window
+    s2 = np.asarray(group["s2"].get_orthogonal_selection((index, slice(None), rows, cols)))  # type: ignore[union-attr,arg-type]
+    s1 = np.asarray(group["s1"].get_orthogonal_selection((index, slice(None), rows, cols)))  # type: ignore[union-attr,arg-type]
+    cloud = np.asarray(group["cloud"].get_orthogonal_selection((index, rows, cols)), dtype=bool)  # type: ignore[union-attr,arg-type]
+    known = ~cloud & np.all(s2 > 0, axis=1)  # DN 0 is nodata
+    return s2, s1.astype(np.float32), known
+
+
+@functools.lru_cache(maxsize=2)
+def worker_model(checkpoint: str, device: str) -> tuple[Any, Any, str]:
+    """Load the network once per worker process (and per device): ``(net, cfg, sha256)``."""
+    from clearcube.model.checkpoint import load_checkpoint
+
+    net, cfg, meta = load_checkpoint(checkpoint, device=device)
+    return net, cfg, meta["sha256"]
+
+
+def resolve_device(device: str) -> str:
+    """``"auto"`` -> the worker's CUDA device if it has one, else ``"cpu"``."""
+    if device != "auto":
+        return device
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def sample_tile(
+    s2: np.ndarray, s1: np.ndarray, known: np.ndarray, tile: Tile, spec: ModelSpec
+) -> tuple[np.ndarray, np.ndarray]:
+    """Run SeqTIS on one tile: ``(composite, spread)``, each ``(13, h, w)`` float32 in DN.
+
+    The composite is the mean of ``spec.samples`` samples; the spread their standard deviation
+    (zero for one sample). Clear pixels come out as the mean of their clear observations
+    (Eq. 26), whatever the model.
+    """
+    import torch
+
+    from clearcube.model.data.normalize import s1_to_model, s2_from_model, s2_to_model
+    from clearcube.model.noise import CoordinateNoise
+    from clearcube.model.samplers import sample_seqtis
+    from clearcube.model.schedule import from_config
+
+    device = resolve_device(spec.device)
+    net, cfg, _ = worker_model(spec.checkpoint, device)
+    schedule = from_config(cfg.diffusion)
+    observed = torch.from_numpy(s2_to_model(s2.astype(np.float32)))[None].to(device)
+    sar = np.nan_to_num(s1_to_model(s1), nan=0.0)  # no SAR pair: the middle of the range
+    sar_t = torch.from_numpy(sar.astype(np.float32))[None].to(device)
+    known_t = torch.from_numpy(known)[None, :, None].to(device)
+    outs = []
+    with torch.inference_mode():
+        for k in range(spec.samples):
+            noise = CoordinateNoise(spec.seed, origin=(tile.y0, tile.x0), sample=k)
+            x0 = sample_seqtis(
+                net,
+                schedule,
+                observed=observed,
+                known=known_t,
+                sar=sar_t,
+                generator=noise,
+                sampler=spec.sampler,
+                steps=spec.steps,
+                eta=spec.eta,
+                prediction=cfg.diffusion.prediction,
+            )
+            outs.append(s2_from_model(x0[0].float().cpu().numpy()))
+    stack = np.stack(outs)
+    spread = stack.std(axis=0) if spec.samples > 1 else np.zeros_like(stack[0])
+    return stack.mean(axis=0).astype(np.float32), spread.astype(np.float32)
+
+
+def infer_tile(job: TileJob) -> TileOutcome:
+    """The Dask task: read, sample, write the pre-weighted tile to the store, report."""
+    start = time.perf_counter()
+    torch_threads = os.environ.get("CLEARCUBE_TORCH_THREADS")
+    if torch_threads:
+        import torch
+
+        torch.set_num_threads(int(torch_threads))
+    s2, s1, known = read_tile_inputs(job.cube, job.tile, job.dates)
+    composite, spread = sample_tile(s2, s1, known, job.tile, job.model)
+    products = {"composite": composite, "uncertainty": spread}
+    job.store.write_tile(job.tile, {p: products[p] for p in job.store.spec.products})
+    return TileOutcome(
+        number=job.store.spec.plan.number(job.tile),
+        clear_fraction=float(known.any(axis=0).mean()),
+        seconds=time.perf_counter() - start,
+        worker=_worker_address(),
+    )
+
+
+def _worker_address() -> str:
+    try:
+        from distributed import get_worker
+
+        return str(get_worker().address)
+    except (ImportError, ValueError):
+        return ""

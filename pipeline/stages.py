@@ -1,0 +1,260 @@
+"""The stages :func:`clearcube.pipeline.composite` strings together, one function each.
+
+Each stage takes the frozen :class:`~clearcube.pipeline.composite.CompositeOptions` and paths,
+and leaves its result on disk where the next stage (or a rerun) finds it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from clearcube import __version__
+from clearcube.catalogs.bands import S1_BANDS, S2_BANDS
+from clearcube.errors import BadInputError
+from clearcube.pipeline.dates import DateSelection, select_dates
+from clearcube.pipeline.inference import TileJob, TileOutcome, infer_tile
+from clearcube.pipeline.mosaic import MosaicSpec, MosaicStore, fingerprint, open_mosaic
+from clearcube.pipeline.scheduling import run_bounded
+from clearcube.pipeline.tiles import plan_tiles
+
+if TYPE_CHECKING:
+    from clearcube.catalogs.records import SceneSet
+    from clearcube.pipeline.composite import CompositeOptions
+
+log = logging.getLogger(__name__)
+Report = Callable[[str, int, int], None]
+
+#: Cube attribute recording which masking produced the stored ``cloud`` variable.
+MASK_ATTR = "clearcube_mask"
+
+
+def check_checkpoint(opts: CompositeOptions) -> None:
+    """Refuse a checkpoint trained on other bands before any data is fetched."""
+    from clearcube.model.checkpoint import load_checkpoint
+
+    load_checkpoint(opts.checkpoint, expect_s2_bands=S2_BANDS, expect_s1_bands=S1_BANDS)
+
+
+def search_scenes(opts: CompositeOptions) -> SceneSet:
+    """Find the Sentinel-2 scenes of the period and their Sentinel-1 pairs."""
+    from clearcube.catalogs.search import search
+
+    return search(
+        bbox=opts.bbox, start=opts.start, end=opts.end, max_cloud=opts.max_cloud,
+        profile=opts.profile, stac_url=opts.stac_url, collections=opts.collections,
+        level=opts.level,  # type: ignore[arg-type]
+    )  # fmt: skip
+
+
+def build_cube(scenes: SceneSet, opts: CompositeOptions, path: Path, report: Report) -> Path:
+    """Load the scenes onto one grid and write (or resume) the Zarr cube at ``path``."""
+    from clearcube.pipeline.cube import load_cube, write_cube
+
+    assets = dict(scenes.profile.assets) if scenes.profile is not None else {}
+    bands = [b for b in S2_BANDS if not (opts.level == "L2A" and b == "B10")]
+    cube = load_cube(
+        scenes.s2_items(),
+        scenes.s1_items_paired(),
+        bbox=opts.bbox,
+        s2_assets={b: assets.get(b, b) for b in bands},
+        s1_assets={p: assets.get(p, p.lower()) for p in S1_BANDS},
+        resolution=opts.resolution,
+        s1_pairing=dict(scenes.pairs),
+        extra_assets={"scl": assets.get("SCL", "scl")} if opts.mask == "scl" else None,
+    )
+    return write_cube(cube, path, progress=lambda done, total: report("cube", done, total))
+
+
+def mask_cube(path: Path, opts: CompositeOptions, report: Report) -> np.ndarray:
+    """Compute the cloud masks into the cube store (once) and return the clear fraction per date."""
+    import xarray as xr
+    import zarr
+
+    from clearcube.pipeline.cube import open_cube
+    from clearcube.pipeline.masking import mask_clouds
+
+    group = zarr.open_group(path, mode="r+")
+    if group.attrs.get(MASK_ATTR) != opts.mask or "cloud" not in group:
+        report("mask", 0, 1)
+        cloud = mask_clouds(open_cube(path), method=opts.mask)
+        xr.Dataset({"cloud": cloud.drop_vars("band", errors="ignore")}).to_zarr(
+            path, mode="a", zarr_format=3, consolidated=False
+        )
+        group.attrs[MASK_ATTR] = opts.mask  # written after the data: a crash recomputes
+    cube = open_cube(path)
+    s2_valid = (cube["s2"] > 0).all("band")
+    known = (~cube["cloud"].astype(bool)) & s2_valid
+    clear = known.mean(("y", "x")).values.astype(float)
+    report("mask", 1, 1)
+    if not np.any(clear > 0):
+        raise BadInputError(
+            f"no clear pixel in any of the {clear.size} dates between {opts.start} and {opts.end}; "
+            "widen the dates (SeqTIS needs at least one clear observation somewhere)"
+        )
+    return clear
+
+
+def choose_dates(path: Path, clear: np.ndarray, opts: CompositeOptions) -> DateSelection:
+    """The L dates SeqTIS fuses (nearest usable dates around the target)."""
+    from clearcube.pipeline.cube import open_cube
+
+    times = open_cube(path)["time"].values
+    selection = select_dates(times, clear, length=opts.dates, target=opts.target)
+    log.info(
+        "fusing %d dates: %s", len(selection.dates), ", ".join(str(d)[:10] for d in selection.dates)
+    )
+    return selection
+
+
+def mosaic_spec(path: Path, opts: CompositeOptions, selection: DateSelection) -> MosaicSpec:
+    """The output store's layout for a cube and run options."""
+    from clearcube.pipeline.cube import open_cube
+
+    cube = open_cube(path)
+    height, width = cube.sizes["y"], cube.sizes["x"]
+    crs = str(cube.attrs.get("crs"))
+    from affine import Affine
+
+    # The cube stores the GDAL geotransform (c, a, b, f, d, e); the mosaic wants rasterio's order.
+    transform = tuple(Affine.from_gdal(*(float(v) for v in cube.attrs["transform"])))[:6]
+    products = ("composite", "uncertainty") if opts.samples > 1 else ("composite",)
+    run = {
+        "dates": [str(d) for d in selection.dates],
+        "checkpoint": Path(opts.checkpoint).name,
+        **{k: getattr(opts, k) for k in ("sampler", "steps", "eta", "samples", "seed", "mask")},
+    }
+    return MosaicSpec(
+        plan=plan_tiles(height, width, tile=opts.tile, overlap=opts.overlap),
+        bands=tuple(str(b) for b in cube["band"].values),
+        fingerprint=fingerprint(run),
+        products=products,
+        crs=crs,
+        transform=transform,  # type: ignore[arg-type]
+    )
+
+
+def run_inference(
+    client: Any,
+    cube: Path,
+    selection: DateSelection,
+    opts: CompositeOptions,
+    store_path: Path,
+    report: Report,
+    *,
+    max_in_flight: int | None = None,
+) -> tuple[MosaicStore, dict[str, int]]:
+    """Run one GPU-pinned task per pending tile; return the store and the tile counts."""
+    from clearcube.deploy.local import gpu_slots
+    from clearcube.pipeline.composite import model_spec
+
+    store = open_mosaic(store_path, mosaic_spec(cube, opts, selection))
+    plan = store.spec.plan
+    pending = store.pending()
+    total = len(plan)
+    counts = {"total": total, "computed": 0, "resumed": total - len(pending), "without_clear": 0}
+    spec = model_spec(opts)
+    jobs = (TileJob(str(cube), store, tile, selection.indices, spec) for tile in pending)
+    report("inference", counts["resumed"], total)
+
+    def done(job: TileJob, outcome: TileOutcome) -> None:
+        counts["computed"] += 1
+        if outcome.clear_fraction == 0.0:
+            counts["without_clear"] += 1
+            log.warning(
+                "tile %s has no clear observation on any fused date; filled from SAR by the model",
+                job.tile.index,
+            )
+        report("inference", counts["resumed"] + counts["computed"], total)
+
+    slots = max(1, gpu_slots(client))
+    stats = run_bounded(
+        client, infer_tile, jobs, on_result=done,
+        max_in_flight=max_in_flight or 4 * slots, resources={"GPU": 1},
+    )  # fmt: skip
+    log.info(
+        "inference: %d tiles in %.1f s on %d workers",
+        stats.completed,
+        stats.seconds,
+        len(stats.workers),
+    )
+    return store, counts
+
+
+def blend(client: Any, store: MosaicStore, report: Report) -> None:
+    """Assemble the output windows from the pre-weighted tiles, one task per window."""
+    if store.complete:
+        return
+    windows = list(store.output_windows())
+    futures = client.map(_assemble, [store] * len(windows), windows, pure=False)
+    for i, future in enumerate(futures):
+        future.result()
+        report("blend", i + 1, len(windows))
+    store.mark_complete()
+
+
+def _assemble(store: MosaicStore, window: tuple[slice, slice]) -> None:
+    store.assemble_window(*window)
+
+
+def write_products(
+    store: MosaicStore,
+    cube: Path,
+    selection: DateSelection,
+    opts: CompositeOptions,
+    out: Path,
+    report: Report,
+) -> dict[str, Any]:
+    """The COGs, the quicklook and the STAC item of a finished mosaic."""
+    from clearcube.model.checkpoint import checkpoint_sha256
+    from clearcube.pipeline.cog import write_mosaic_cogs
+    from clearcube.pipeline.cube import open_cube
+    from clearcube.pipeline.quicklook import cloudiest_date, write_quicklook
+    from clearcube.pipeline.stac_item import build_stac_item, write_stac_item
+
+    tags = {
+        "clearcube_version": __version__,
+        "checkpoint_sha256": checkpoint_sha256(opts.checkpoint),
+        "sampler": opts.sampler,
+        "steps": str(opts.steps),
+        "samples": str(opts.samples),
+        "dates": ",".join(str(d)[:10] for d in selection.dates),
+        "target_date": str(selection.target)[:10],
+    }
+    paths: dict[str, Any] = dict(
+        write_mosaic_cogs(
+            store, out, tags=tags, progress=lambda p, done, total: report(f"cog {p}", done, total)
+        )
+    )
+    ds = open_cube(cube)
+    chosen = list(selection.indices)
+    known = ~ds["cloud"].isel(time=chosen).values.astype(bool)
+    before = ds["s2"].isel(time=chosen[cloudiest_date(known)]).astype("float32")
+    paths["quicklook"] = write_quicklook(
+        before.values, store.array("composite"), list(store.spec.bands), out / "quicklook.png"
+    )
+    plan = store.spec.plan
+    item = build_stac_item(
+        item_id=f"clearcube-{out.name or 'composite'}",
+        crs=store.spec.crs,
+        transform=store.spec.transform,
+        shape=(plan.height, plan.width),
+        start=opts.start,
+        end=opts.end,
+        target=selection.target,
+        assets={k: v for k, v in paths.items() if k in ("composite", "uncertainty", "quicklook")},
+        band_names=list(store.spec.bands),
+        properties={f"clearcube:{k}": v for k, v in tags.items()},
+    )
+    paths["item"] = write_stac_item(item, out / "item.json")
+    paths["stac_item"] = item
+    return paths
+
+
+def product_paths(products: Mapping[str, Any]) -> dict[str, str]:
+    """The string paths of a :func:`write_products` result (for logs and JSON)."""
+    return {k: str(v) for k, v in products.items() if isinstance(v, Path)}
