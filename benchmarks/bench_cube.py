@@ -27,6 +27,7 @@ import threading
 import time
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -100,7 +101,7 @@ def region_bbox(size_px: int) -> tuple[float, float, float, float]:
     return (w, s, e, n)
 
 
-def run_cube(items: list, size_px: int, out: Path) -> dict[str, float]:
+def run_cube(items: list, size_px: int, out: Path) -> dict[str, Any]:
     from clearcube.catalogs.bands import EARTH_SEARCH_ASSETS
     from clearcube.pipeline.cube import load_cube, write_cube
 
@@ -114,7 +115,7 @@ def run_cube(items: list, size_px: int, out: Path) -> dict[str, float]:
     return {"seconds": seconds, "bytes": float(ds["s2"].nbytes), "shape": list(ds["s2"].shape)}
 
 
-def run_rasterio(items: list, size_px: int) -> dict[str, float]:
+def run_rasterio(items: list, size_px: int) -> dict[str, Any]:
     """Read the same pixels window by window with rasterio, 20 m bands repeated to 10 m."""
     import rasterio
     from rasterio.windows import Window

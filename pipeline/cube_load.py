@@ -26,11 +26,8 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import math
 import os
-from collections import Counter
 from collections.abc import Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -39,69 +36,16 @@ import pystac
 import xarray as xr
 
 from clearcube.catalogs.bands import S1_BANDS, S2_BANDS
-from clearcube.errors import AssetReadError, BadInputError
-from clearcube.pipeline.retry import AssetRef, RetryPolicy, asset_index, retry_call, retrying_driver
+from clearcube.errors import BadInputError
+from clearcube.pipeline.cube_grid import BBox, check_bbox, default_crs, target_geobox
+from clearcube.pipeline.retry import RetryPolicy, asset_index, find_bad_assets, retrying_driver
 
 log = logging.getLogger(__name__)
-
-BBox = tuple[float, float, float, float]
 
 #: Default y/x chunk edge in pixels (one tile).
 DEFAULT_CHUNK = 256
 #: Largest gap between an S2 date and the S1 acquisition paired to it when no pairing is given.
 PAIR_TOLERANCE = timedelta(days=3)
-
-
-def check_bbox(bbox: Sequence[float]) -> BBox:
-    """Return ``bbox`` as a float 4-tuple, or raise BadInputError if inverted or out of range."""
-    if len(bbox) != 4:
-        raise BadInputError(f"bbox needs 4 numbers W S E N, got {list(bbox)}")
-    w, s, e, n = (float(v) for v in bbox)
-    if not (-180 <= w <= 180 and -180 <= e <= 180 and -90 <= s <= 90 and -90 <= n <= 90):
-        raise BadInputError(
-            f"bbox {[w, s, e, n]} is out of range; give WGS84 degrees W S E N "
-            "with longitudes in [-180, 180] and latitudes in [-90, 90]"
-        )
-    if w >= e or s >= n:
-        raise BadInputError(f"bbox {[w, s, e, n]} is inverted or empty; give it as W S E N")
-    return (w, s, e, n)
-
-
-def item_epsg(item: pystac.Item) -> int | None:
-    """EPSG code of an item (``proj:code`` ``EPSG:n`` or ``proj:epsg``), if it says."""
-    code = item.properties.get("proj:code")
-    if isinstance(code, str) and code.upper().startswith("EPSG:"):
-        return int(code.split(":", 1)[1])
-    epsg = item.properties.get("proj:epsg")
-    return int(epsg) if epsg is not None else None
-
-
-def default_crs(items: Sequence[pystac.Item], bbox: BBox) -> str:
-    """The UTM zone most of ``items`` are in; the bbox centre's zone when they do not say."""
-    zones = Counter(e for e in map(item_epsg, items) if e and (32601 <= e <= 32760))
-    if zones:
-        return f"EPSG:{zones.most_common(1)[0][0]}"
-    lon, lat = (bbox[0] + bbox[2]) / 2, (bbox[1] + bbox[3]) / 2
-    zone = min(int((lon + 180) // 6) + 1, 60)
-    return f"EPSG:{(32600 if lat >= 0 else 32700) + zone}"
-
-
-def target_geobox(bbox: BBox, crs: str, resolution: float) -> Any:
-    """The cube grid: ``bbox`` (WGS84) in ``crs``, corners rounded outward to the resolution."""
-    from odc.geo.geobox import GeoBox
-    from odc.geo.geom import BoundingBox
-
-    if not resolution > 0:
-        raise BadInputError(f"resolution must be > 0 metres, got {resolution}")
-    box = BoundingBox(*bbox, crs="EPSG:4326").to_crs(crs)
-    snapped = BoundingBox(
-        math.floor(box.left / resolution) * resolution,
-        math.floor(box.bottom / resolution) * resolution,
-        math.ceil(box.right / resolution) * resolution,
-        math.ceil(box.top / resolution) * resolution,
-        crs=crs,
-    )
-    return GeoBox.from_bbox(snapped, resolution=resolution, tight=True)
 
 
 def check_assets(items: Sequence[pystac.Item], assets: Mapping[str, str], kind: str) -> None:
@@ -173,41 +117,6 @@ def pair_dates(
         best = min(gaps, default=None)
         out.append(best[1] if best is not None and best[0] <= PAIR_TOLERANCE else None)
     return out
-
-
-def find_bad_assets(
-    items: Sequence[pystac.Item], keys: Sequence[str], geobox: Any, policy: RetryPolicy
-) -> dict[str, str]:
-    """Read each asset's window over ``geobox``; return item id -> error for those that fail.
-
-    Used only with ``skip_bad_assets``: it costs one extra read of the region, which is the price
-    of knowing before the (lazy) build which dates are unreadable.
-    """
-    import rasterio
-    from rasterio.windows import from_bounds
-
-    def probe(item: pystac.Item, key: str) -> tuple[str, str] | None:
-        href = item.assets[key].get_absolute_href() or item.assets[key].href
-
-        def read() -> None:
-            with rasterio.open(href) as src:
-                b = geobox.extent.to_crs(str(src.crs)).boundingbox
-                win = from_bounds(*b, transform=src.transform).round_offsets().round_lengths()
-                full = rasterio.windows.Window(0, 0, src.width, src.height)
-                src.read(1, window=win.intersection(full))
-
-        try:
-            retry_call(read, policy, href=href, ref=AssetRef(item.id, key))
-        except AssetReadError as exc:
-            return item.id, str(exc)
-        except rasterio.errors.WindowError:
-            return None  # asset does not overlap the grid: nothing to read, nothing bad
-        return None
-
-    jobs = [(item, key) for item in items for key in keys]
-    with ThreadPoolExecutor(max_workers=4) as pool:
-        results = list(pool.map(lambda job: probe(*job), jobs))
-    return dict(r for r in results if r is not None)
 
 
 def _stack(ds: xr.Dataset, keys: Sequence[str], names: Sequence[str], dim: str) -> xr.DataArray:
@@ -284,7 +193,7 @@ def load_cube(
     s1_groups = group_by_solar_day(s1_list, lon)
     pairs = pair_dates(s2_groups, s1_groups, s1_pairing)
     if skip_bad_assets:
-        s2_groups, pairs, s1_groups = _drop_bad(
+        s2_groups, pairs = _drop_bad(
             s2_groups, pairs, s1_groups, [*(s2_assets[b] for b in bands), *extra.values()],
             list(s1_assets.values()), gbox, retry,
         )  # fmt: skip
@@ -410,7 +319,7 @@ def _drop_bad(
     s1_keys: Sequence[str],
     gbox: Any,
     retry: RetryPolicy,
-) -> tuple[list[list[pystac.Item]], list[int | None], list[list[pystac.Item]]]:
+) -> tuple[list[list[pystac.Item]], list[int | None]]:
     """Drop S2 dates with an unreadable asset and unpair S1 dates with one (warning each)."""
     items = [i for g in s2_groups for i in g]
     bad = find_bad_assets(items, s2_keys, gbox, retry)
@@ -424,7 +333,7 @@ def _drop_bad(
         )
     bad_s1 = {k for k, g in enumerate(s1_groups) if any(i.id in s1_bad for i in g)}
     new_pairs = [None if pairs[k] in bad_s1 else pairs[k] for k in keep]
-    return [s2_groups[k] for k in keep], new_pairs, s1_groups
+    return [s2_groups[k] for k in keep], new_pairs
 
 
 def _fingerprint(

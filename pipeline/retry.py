@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
@@ -163,3 +164,38 @@ def retrying_driver(policy: RetryPolicy, index: Mapping[str, AssetRef]) -> Any:
             return (retrying_driver, (self.policy, self.index))
 
     return RetryingRioDriver()
+
+
+def find_bad_assets(
+    items: Sequence[pystac.Item], keys: Sequence[str], geobox: Any, policy: RetryPolicy
+) -> dict[str, str]:
+    """Read each asset's window over ``geobox``; return item id -> error for those that fail.
+
+    Used only with ``skip_bad_assets``: it costs one extra read of the region, which is the price
+    of knowing before the (lazy) build which dates are unreadable.
+    """
+    import rasterio
+    from rasterio.windows import from_bounds
+
+    def probe(item: pystac.Item, key: str) -> tuple[str, str] | None:
+        href = item.assets[key].get_absolute_href() or item.assets[key].href
+
+        def read() -> None:
+            with rasterio.open(href) as src:
+                b = geobox.extent.to_crs(str(src.crs)).boundingbox
+                win = from_bounds(*b, transform=src.transform).round_offsets().round_lengths()
+                full = rasterio.windows.Window(0, 0, src.width, src.height)
+                src.read(1, window=win.intersection(full))
+
+        try:
+            retry_call(read, policy, href=href, ref=AssetRef(item.id, key))
+        except AssetReadError as exc:
+            return item.id, str(exc)
+        except rasterio.errors.WindowError:
+            return None  # asset does not overlap the grid: nothing to read, nothing bad
+        return None
+
+    jobs = [(item, key) for item in items for key in keys]
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        results = list(pool.map(lambda job: probe(*job), jobs))
+    return dict(r for r in results if r is not None)
