@@ -43,6 +43,9 @@ class MaskConfig:
     """s2cloudless: radius in pixels of the dilation disk (paper: 2; 0 disables)."""
     dn_scale: float = 1e-4
     """s2cloudless: multiply the cube's values by this to get reflectance (DN x 1e-4)."""
+    coarsen: int = 1
+    """s2cloudless: classify means of coarsen x coarsen blocks (2 = 20 m, 4x cheaper). With dask,
+    chunk y and x in multiples of it so that the result does not depend on the chunking."""
     scl_classes: tuple[int, ...] = field(default_factory=lambda: tuple(sorted(SCL_CLOUD_CLASSES)))
     """SCL route: the classes that count as cloud (shadow 3, medium 8, high 9, cirrus 10)."""
     asset_variable: str = "cloud_asset"
@@ -58,13 +61,18 @@ def _detector() -> Any:
     return S2PixelCloudDetector(all_bands=True)
 
 
-def s2cloudless_probability(s2_dn: np.ndarray, *, dn_scale: float = 1e-4) -> np.ndarray:
+def s2cloudless_probability(
+    s2_dn: np.ndarray, *, dn_scale: float = 1e-4, coarsen: int = 1
+) -> np.ndarray:
     """Per-pixel s2cloudless cloud probability.
 
     Args:
         s2_dn: ``(T, 13, H, W)`` Sentinel-2 L1C values in :data:`S2_BANDS` order (B01..B12 with
             B8A and B10); 0 or NaN in every band marks a pixel without data.
         dn_scale: factor to reflectance (1e-4 for DN, 1.0 for data already in reflectance).
+        coarsen: classify means of ``coarsen`` x ``coarsen`` pixel blocks (2: 20 m from 10 m,
+            4x cheaper; the classifier costs ~20 us per pixel on one core) and spread the result
+            back to every pixel of the block.
 
     Returns:
         ``(T, H, W)`` float32 in [0, 1], NaN where there is no data.
@@ -74,17 +82,26 @@ def s2cloudless_probability(s2_dn: np.ndarray, *, dn_scale: float = 1e-4) -> np.
             f"s2cloudless needs (time, 13 bands, y, x) L1C data, got shape {s2_dn.shape}; "
             "load all 13 bands (B10 included) from an L1C collection"
         )
-    return _probability_last_axis(np.moveaxis(s2_dn, 1, -1), dn_scale)
+    return _probability_last_axis(np.moveaxis(s2_dn, 1, -1), dn_scale, coarsen)
 
 
-def _probability_last_axis(bands_last: np.ndarray, dn_scale: float) -> np.ndarray:
+def _probability_last_axis(bands_last: np.ndarray, dn_scale: float, coarsen: int = 1) -> np.ndarray:
     """s2cloudless on ``(..., H, W, 13)`` data; returns ``(..., H, W)``."""
     lead = bands_last.shape[:-1]
-    stack = bands_last.reshape(-1, *lead[-2:], len(S2_BANDS)).astype(np.float32) * np.float32(
-        dn_scale
-    )
+    height, width = lead[-2:]
+    stack = bands_last.reshape(-1, height, width, len(S2_BANDS)).astype(np.float32)
+    stack *= np.float32(dn_scale)
     empty = np.all((stack == 0) | np.isnan(stack), axis=-1)
-    probability = _detector().get_cloud_probability_maps(np.nan_to_num(stack), num_threads=1)
+    stack = np.nan_to_num(stack)
+    if coarsen > 1:  # classify block means, then give each pixel its block's probability
+        pad_y, pad_x = -height % coarsen, -width % coarsen
+        stack = np.pad(stack, ((0, 0), (0, pad_y), (0, pad_x), (0, 0)), mode="edge")
+        n, h, w, c = stack.shape
+        stack = stack.reshape(n, h // coarsen, coarsen, w // coarsen, coarsen, c).mean(axis=(2, 4))
+    probability = _detector().get_cloud_probability_maps(stack, num_threads=1)
+    if coarsen > 1:
+        probability = probability.repeat(coarsen, axis=1).repeat(coarsen, axis=2)
+        probability = probability[:, :height, :width]
     probability[empty] = np.nan
     return probability.reshape(lead).astype(np.float32)
 
@@ -204,7 +221,7 @@ def _mask_s2cloudless_xr(cube: xr.Dataset, cfg: MaskConfig) -> xr.DataArray:
         _probability_last_axis,
         s2,
         input_core_dims=[["band"]],
-        kwargs={"dn_scale": cfg.dn_scale},
+        kwargs={"dn_scale": cfg.dn_scale, "coarsen": cfg.coarsen},
         dask="parallelized",
         output_dtypes=[np.float32],
     ).transpose("time", "y", "x")

@@ -183,3 +183,12 @@ def test_real_sen12mscr_cloudy_patch(test_data: Path) -> None:
         dn = src.read()
     fraction = cloud_mask_s2cloudless(dn[None]).mean()
     assert 0.1 < fraction <= 1.0  # a cloudy patch: s2cloudless flags a real share of it
+
+
+def test_coarsened_classification_still_finds_clouds(l1c: tuple) -> None:
+    dn, _, truth = l1c
+    probability = s2cloudless_probability(dn[:, :, :128, :128], coarsen=2)
+    assert np.array_equal(probability[:, ::2, ::2], probability[:, 1::2, 1::2])  # one per block
+    cloud = cloud_from_probability(probability)
+    part = truth[:, :128, :128]
+    assert cloud[part == THICK].mean() >= 0.9 and cloud[part == CLEAR].mean() <= 0.05
