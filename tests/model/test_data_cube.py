@@ -42,7 +42,7 @@ def test_targets_are_clear_dates_and_inputs_keep_their_clouds():
         assert s["target_s2"].shape == (13, 16, 16) and s["inputs_s2"].shape == (3, 13, 16, 16)
         assert s["known"].shape == (3, 16, 16) and s["known"].dtype.is_floating_point is False
         target_dn = (s["target_s2"].numpy() + 1) * 5000
-        date = int(round(float(np.median(target_dn)) / 1000 - 1.5))  # ~ t*1000 + 1550
+        date = round(float(np.median(target_dn)) / 1000 - 1.5)  # ~ t*1000 + 1550
         assert date in (0, 3)
         # every input pixel of the overcast date 2 is unknown; fully clear dates are fully known
         input_dates = np.round(
@@ -77,8 +77,8 @@ def test_synthetic_inputs_are_the_target_under_other_clouds():
             inputs[:, :, known.all(0)],
             np.broadcast_to(target[:, known.all(0)], inputs[:, :, known.all(0)].shape),
         )
-        for l in range(2):
-            assert np.all(inputs[l][:, known[l]] == target[:, known[l]])
+        for i in range(2):
+            assert np.all(inputs[i][:, known[i]] == target[:, known[i]])
         assert (s["inputs_s1"] == s["target_s1"][None]).all()
 
 

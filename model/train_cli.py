@@ -1,0 +1,71 @@
+"""``clearcube train --config FILE.yaml``: train or resume a SeqDMs model from a YAML run file."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+from pathlib import Path
+from typing import Any
+
+from clearcube import BadInputError
+
+
+def register(subparsers: Any) -> None:
+    """Add the ``train`` subcommand."""
+    p = subparsers.add_parser(
+        "train",
+        help="train a SeqDMs model (temporal training strategy)",
+        description="Train or resume a SeqDMs model from a YAML run file (keys of TrainConfig).",
+    )
+    p.add_argument("--config", required=True, type=Path, help="YAML file of the run")
+    p.add_argument("--out", type=Path, help="output folder (overrides out_dir)")
+    p.add_argument("--steps", type=int, help="total steps (overrides steps)")
+    p.add_argument("--resume", help="checkpoint to resume from, or 'auto' (overrides resume)")
+    p.add_argument("--device", help="cpu, cuda, cuda:N or auto (overrides device)")
+    p.set_defaults(func=run)
+
+
+def load_config(path: Path) -> Any:
+    """Read a YAML run file into a TrainConfig; relative data paths are taken from its folder."""
+    import yaml
+
+    from clearcube.model.train_config import TrainConfig
+
+    if not path.is_file():
+        raise BadInputError(f"config file {path} does not exist")
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise BadInputError(f"config file {path} is not valid YAML: {exc}") from None
+    if not isinstance(raw, dict):
+        raise BadInputError(f"config file {path} must hold a mapping of TrainConfig keys")
+    data = raw.get("data")
+    if isinstance(data, dict) and data.get("path") and not Path(data["path"]).is_absolute():
+        raw["data"] = {**data, "path": str((path.parent / data["path"]).resolve())}
+    return TrainConfig.from_dict(raw)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run the ``train`` subcommand."""
+    from tqdm import tqdm
+
+    from clearcube.model.train import train
+
+    cfg = load_config(args.config)
+    overrides = {
+        "out_dir": str(args.out) if args.out else None,
+        "steps": args.steps,
+        "resume": args.resume,
+        "device": args.device,
+    }
+    cfg = dataclasses.replace(cfg, **{k: v for k, v in overrides.items() if v is not None})
+    with tqdm(total=cfg.steps, desc="train", unit="step") as bar:
+
+        def progress(step: int, total: int, logs: Any) -> None:
+            bar.n = step
+            bar.set_postfix(loss=f"{logs.get('loss', float('nan')):.4f}", refresh=False)
+            bar.refresh()
+
+        path = train(cfg, progress=progress)
+    print(path)
+    return 0
