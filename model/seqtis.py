@@ -98,6 +98,11 @@ def fuse_optical(observed: Tensor, known: Tensor, abar: Tensor | float, noise: T
 
     Returns:
         (B, C, H, W); 0 where no date is clear (the numerator is 0 there, s keeps it finite).
+
+    Note: as written, the n dates clear at a pixel are noised independently and averaged, so
+    the noise there has standard deviation √(1-ᾱ)/√n, not √(1-ᾱ) as under q(x_t | x_0). We
+    keep the paper's form; a sampler that wants the exact level must pass the same ε to every
+    date.
     """
     work = observed.dtype if observed.dtype in (torch.float32, torch.float64) else torch.float32
     x0, eps = observed.to(work), noise.to(work)

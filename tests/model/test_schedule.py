@@ -26,7 +26,9 @@ def test_linear_betas_span_the_scaled_ddpm_range(t: int) -> None:
     assert betas.dtype == torch.float64 and betas.shape == (t,)
     assert betas[0].item() == pytest.approx(1e-4 * scale, rel=1e-12)
     assert betas[-1].item() == pytest.approx(0.02 * scale, rel=1e-12)
-    assert torch.allclose(betas.diff(), torch.full((t - 1,), (0.02 - 1e-4) * scale / (t - 1), dtype=torch.float64))
+    assert torch.allclose(
+        betas.diff(), torch.full((t - 1,), (0.02 - 1e-4) * scale / (t - 1), dtype=torch.float64)
+    )
 
 
 def test_cosine_alphas_cumprod_follow_f_of_t_until_the_clip() -> None:
@@ -55,10 +57,16 @@ def test_derived_quantities_match_eqs_7_and_8() -> None:
         assert sched.alphas_cumprod_prev[k].item() == pytest.approx(prev, rel=1e-12)
         var = beta * (1 - prev) / (1 - abar[k])  # Eq. 8
         assert sched.posterior_variance[k].item() == pytest.approx(var, rel=1e-12, abs=1e-300)
-        assert sched.posterior_mean_coef1[k].item() == pytest.approx(math.sqrt(prev) * beta / (1 - abar[k]), rel=1e-12)
-        assert sched.posterior_mean_coef2[k].item() == pytest.approx(math.sqrt(1 - beta) * (1 - prev) / (1 - abar[k]), rel=1e-12)
+        assert sched.posterior_mean_coef1[k].item() == pytest.approx(
+            math.sqrt(prev) * beta / (1 - abar[k]), rel=1e-12
+        )
+        assert sched.posterior_mean_coef2[k].item() == pytest.approx(
+            math.sqrt(1 - beta) * (1 - prev) / (1 - abar[k]), rel=1e-12
+        )
     assert sched.posterior_variance[0].item() == 0.0
-    assert sched.posterior_log_variance_clipped[0].item() == pytest.approx(math.log(sched.posterior_variance[1].item()))
+    assert sched.posterior_log_variance_clipped[0].item() == pytest.approx(
+        math.log(sched.posterior_variance[1].item())
+    )
     assert torch.isfinite(sched.posterior_log_variance_clipped).all()
 
 
@@ -98,9 +106,13 @@ def test_respaced_chain_keeps_alphas_cumprod_and_maps_to_original_steps() -> Non
     assert even.timestep_map.tolist() == [0, 11, 22, 33, 44, 55, 66, 77, 88, 99]
     for sched in (ddim, even):
         assert sched.is_respaced and sched.num_train_timesteps == 100
-        assert torch.allclose(sched.alphas_cumprod, full.alphas_cumprod[sched.timestep_map], rtol=1e-12)
+        assert torch.allclose(
+            sched.alphas_cumprod, full.alphas_cumprod[sched.timestep_map], rtol=1e-12
+        )
         # recomputed betas: Π(1 - β_k) over the short chain reproduces ᾱ of the long one
-        assert torch.allclose(torch.cumprod(1 - sched.betas, 0), full.alphas_cumprod[sched.timestep_map], rtol=1e-12)
+        assert torch.allclose(
+            torch.cumprod(1 - sched.betas, 0), full.alphas_cumprod[sched.timestep_map], rtol=1e-12
+        )
     nested = respace(respace(full, 50), 5)
     inner = [0, 12, 25, 37, 49]  # i * 49/4 rounded half up
     assert nested.timestep_map.tolist() == respace(full, 50).timestep_map[inner].tolist()
