@@ -179,8 +179,7 @@ def composite(
 
     with connect(client) as dask_client:
         with timer("mask"):
-            cloud_fraction = stages.mask_cube(cube_path, opts, report)
-        selection = stages.choose_dates(cube_path, cloud_fraction, opts)
+            selection = stages.mask_and_choose(cube_path, opts, report)
         with timer("inference"):
             store, tiles = stages.run_inference(
                 dask_client, cube_path, selection, opts, out / "mosaic.zarr", report,

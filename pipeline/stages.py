@@ -70,8 +70,61 @@ def build_cube(scenes: SceneSet, opts: CompositeOptions, path: Path, report: Rep
     return write_cube(cube, path, progress=lambda done, total: report("cube", done, total))
 
 
-def mask_cube(path: Path, opts: CompositeOptions, report: Report) -> np.ndarray:
-    """Compute the cloud masks into the cube store (once) and return the clear fraction per date."""
+def choose_dates(
+    path: Path, opts: CompositeOptions, clear: np.ndarray | None = None
+) -> DateSelection:
+    """The L dates SeqTIS fuses: nearest usable dates around the target.
+
+    Without measured ``clear`` fractions the catalog's ``eo:cloud_cover`` ranks the dates, so
+    only the chosen dates need the (slow) cloud detector.
+    """
+    from clearcube.pipeline.cube import open_cube
+
+    cube = open_cube(path)
+    if cube.sizes["time"] == 0 or cube.sizes["y"] == 0 or cube.sizes["x"] == 0:
+        raise BadInputError(f"the cube at {path} is empty; widen the bbox or the dates")
+    if clear is None:
+        cover = np.asarray(cube["cloud_cover"].values, dtype=float)
+        clear = np.where(np.isfinite(cover), 1.0 - cover / 100.0, 0.5)
+    selection = select_dates(cube["time"].values, clear, length=opts.dates, target=opts.target)
+    log.info(
+        "fusing %d dates: %s", len(selection.dates), ", ".join(str(d)[:10] for d in selection.dates)
+    )
+    return selection
+
+
+def mask_and_choose(path: Path, opts: CompositeOptions, report: Report) -> DateSelection:
+    """Choose the dates, mask their clouds into the cube (once), and check that ground shows.
+
+    When the chosen dates turn out to show no ground at all (the catalog's cloud cover was
+    wrong), every date is masked and the choice is made again on measured fractions.
+    """
+    selection = choose_dates(path, opts)
+    clear = mask_dates(path, selection.indices, opts, report)
+    if np.any(clear[list(selection.indices)] > 0):
+        return selection
+    every = tuple(range(clear.size))
+    clear = mask_dates(path, every, opts, report)
+    if not np.any(clear > 0):
+        raise BadInputError(
+            f"no clear pixel in any of the {clear.size} dates between {opts.start} and {opts.end}; "
+            "widen the dates (SeqTIS needs at least one clear observation somewhere)"
+        )
+    return choose_dates(path, opts, clear=np.nan_to_num(clear, nan=0.0))
+
+
+def mask_dates(
+    path: Path, indices: tuple[int, ...], opts: CompositeOptions, report: Report
+) -> np.ndarray:
+    """Cloud-mask the dates ``indices`` into the cube's ``cloud`` variable unless already done.
+
+    Masks are cached per date and method in the cube (attribute :data:`MASK_ATTR`), so a rerun,
+    or another composite over the same cube, never runs the detector twice.
+
+    Returns:
+        ``(time,)`` clear fraction per date (NaN for dates not masked).
+    """
+    import dask.array as da
     import xarray as xr
     import zarr
 
@@ -79,36 +132,35 @@ def mask_cube(path: Path, opts: CompositeOptions, report: Report) -> np.ndarray:
     from clearcube.pipeline.masking import mask_clouds
 
     group = zarr.open_group(path, mode="r+")
-    if group.attrs.get(MASK_ATTR) != opts.mask or "cloud" not in group:
-        report("mask", 0, 1)
-        cloud = mask_clouds(open_cube(path), method=opts.mask)
-        xr.Dataset({"cloud": cloud.drop_vars("band", errors="ignore")}).to_zarr(
-            path, mode="a", zarr_format=3, consolidated=False
-        )
-        group.attrs[MASK_ATTR] = opts.mask  # written after the data: a crash recomputes
     cube = open_cube(path)
-    s2_valid = (cube["s2"] > 0).all("band")
-    known = (~cube["cloud"].astype(bool)) & s2_valid
-    clear = known.mean(("y", "x")).values.astype(float)
-    report("mask", 1, 1)
-    if not np.any(clear > 0):
-        raise BadInputError(
-            f"no clear pixel in any of the {clear.size} dates between {opts.start} and {opts.end}; "
-            "widen the dates (SeqTIS needs at least one clear observation somewhere)"
+    masked: dict[str, list[int]] = dict(group.attrs.get(MASK_ATTR) or {})  # type: ignore[arg-type]
+    if "cloud" not in group:
+        chunks = cube["s2"].data.chunksize
+        empty = da.zeros(
+            (cube.sizes["time"], cube.sizes["y"], cube.sizes["x"]),
+            chunks=(1, chunks[2], chunks[3]),
+            dtype=bool,
         )
+        template = xr.Dataset({"cloud": (("time", "y", "x"), empty)})
+        template.to_zarr(path, mode="a", compute=False, zarr_format=3, consolidated=False)
+        masked = {}
+    done = set(masked.get(opts.mask, []))
+    todo = [i for i in indices if i not in done]
+    for n, i in enumerate(todo):
+        report("mask", n, len(todo))
+        cloud = mask_clouds(cube.isel(time=[i]), method=opts.mask)
+        region = xr.Dataset({"cloud": (("time", "y", "x"), cloud.data)})
+        window = {"time": slice(i, i + 1), "y": slice(None), "x": slice(None)}
+        region.to_zarr(path, region=window, zarr_format=3, consolidated=False)
+        done.add(i)
+        masked[opts.mask] = sorted(done)
+        group.attrs[MASK_ATTR] = masked  # after the data: a crash recomputes this date
+    report("mask", len(todo), len(todo))
+    cube = open_cube(path)
+    valid = (cube["s2"] > 0).all("band")
+    clear = ((~cube["cloud"]) & valid).mean(("y", "x")).values.astype(float)
+    clear[[i for i in range(clear.size) if i not in done]] = np.nan
     return clear
-
-
-def choose_dates(path: Path, clear: np.ndarray, opts: CompositeOptions) -> DateSelection:
-    """The L dates SeqTIS fuses (nearest usable dates around the target)."""
-    from clearcube.pipeline.cube import open_cube
-
-    times = open_cube(path)["time"].values
-    selection = select_dates(times, clear, length=opts.dates, target=opts.target)
-    log.info(
-        "fusing %d dates: %s", len(selection.dates), ", ".join(str(d)[:10] for d in selection.dates)
-    )
-    return selection
 
 
 def mosaic_spec(path: Path, opts: CompositeOptions, selection: DateSelection) -> MosaicSpec:
