@@ -124,19 +124,7 @@ def _build(target: _Target, *, size: int, seed: int, n_dates: int) -> None:
     l1c: list[dict[str, Any]] = []
     l2a: list[dict[str, Any]] = []
     for t in range(n_dates):
-        day = _FIRST_S2 + timedelta(days=10 * t)
-        moment = datetime(day.year, day.month, day.day, *_S2_TIME, tzinfo=UTC)
-        azimuth, elevation = stac.solar_position(moment, lon, lat)
-        rng = np.random.default_rng([seed, 1, t])
-        sky = clouds.make_sky(
-            rng,
-            n,
-            cloud_fraction=clouds.CLOUD_SCHEDULE[t % len(clouds.CLOUD_SCHEDULE)],
-            cirrus=(t % len(clouds.CLOUD_SCHEDULE)) in clouds.CIRRUS_DATES,
-            sun=clouds.SunGeometry(azimuth, elevation),
-            cloud_height_m=float(rng.uniform(1200.0, 2500.0)),
-        )
-        toa = clouds.apply_sky(scene.surface_reflectance(land, day, rng), sky)
+        day, moment, (azimuth, elevation), sky, toa = simulate_s2_date(land, t, seed, lon, lat)
         common = {
             "platform": "sentinel-2a" if t % 2 == 0 else "sentinel-2b",
             "moment": moment,
@@ -180,6 +168,40 @@ def _build(target: _Target, *, size: int, seed: int, n_dates: int) -> None:
     done = target.work / ".DONE.tmp"
     done.write_text(f"clearcube demo v{DEMO_VERSION} size={size} seed={seed} dates={n_dates}\n")
     os.replace(done, target.work / "DONE")
+
+
+def simulate_s2_date(
+    land: scene.Landscape, t: int, seed: int, lon: float, lat: float
+) -> tuple[date, datetime, tuple[float, float], clouds.Sky, np.ndarray]:
+    """Simulate Sentinel-2 date ``t`` over ``land``: top-of-atmosphere reflectance and its sky.
+
+    Returns ``(day, moment, (sun azimuth, elevation), sky, toa (13, n, n) float32)``; the sky
+    holds the true cloud/shadow labels. Shared by the catalog writer and the training data.
+    """
+    day = _FIRST_S2 + timedelta(days=10 * t)
+    moment = datetime(day.year, day.month, day.day, *_S2_TIME, tzinfo=UTC)
+    azimuth, elevation = stac.solar_position(moment, lon, lat)
+    rng = np.random.default_rng([seed, 1, t])
+    sky = clouds.make_sky(
+        rng,
+        land.cover.shape[0],
+        cloud_fraction=clouds.CLOUD_SCHEDULE[t % len(clouds.CLOUD_SCHEDULE)],
+        cirrus=(t % len(clouds.CLOUD_SCHEDULE)) in clouds.CIRRUS_DATES,
+        sun=clouds.SunGeometry(azimuth, elevation),
+        cloud_height_m=float(rng.uniform(1200.0, 2500.0)),
+    )
+    toa = clouds.apply_sky(scene.surface_reflectance(land, day, rng), sky)
+    return day, moment, (azimuth, elevation), sky, toa
+
+
+def simulate_s1_date(land: scene.Landscape, t: int, seed: int) -> tuple[date, np.ndarray]:
+    """Simulate the Sentinel-1 acquisition paired with S2 date ``t``: ``(day, dB (2, n, n))``."""
+    day = _FIRST_S2 + timedelta(days=10 * t + (1 if t % 2 == 0 else -1))
+    rng = np.random.default_rng([seed, 3, t])
+    mean = sar.mean_backscatter_db(
+        land, day, moisture=float(rng.uniform()), wind=float(rng.uniform())
+    )
+    return day, sar.add_speckle(mean, rng)
 
 
 def _write_s2(
@@ -263,13 +285,8 @@ def _write_s1(
 ) -> dict[str, Any]:
     from rasterio.warp import Resampling, reproject
 
-    day = _FIRST_S2 + timedelta(days=10 * t + (1 if t % 2 == 0 else -1))
+    day, db = simulate_s1_date(land_full, t, seed)
     moment = datetime(day.year, day.month, day.day, *_S1_TIME, tzinfo=UTC)
-    rng = np.random.default_rng([seed, 3, t])
-    mean = sar.mean_backscatter_db(
-        land_full, day, moisture=float(rng.uniform()), wind=float(rng.uniform())
-    )
-    db = sar.add_speckle(mean, rng)
     m = _SAR_MARGIN * scene.PIXEL_M
     src_transform = (10.0, 0.0, grid.x0 - m, 0.0, -10.0, grid.y0 + m)
     raster = _s1_grid(footprint)
