@@ -213,3 +213,25 @@ def test_connect_refuses_a_closed_port_quickly(free_tcp_port: int) -> None:
     with pytest.raises(BadInputError, match=message), connect(address, timeout=2):
         pass
     assert time.monotonic() - start < 6
+
+
+def _device_of_worker() -> tuple[str, int]:
+    import torch
+
+    return os.environ.get("CUDA_VISIBLE_DEVICES", ""), torch.cuda.device_count()
+
+
+@pytest.mark.gpu
+@pytest.mark.integration
+@pytest.mark.skipif(visible_gpus() == 0, reason="needs a CUDA device")
+def test_gpu_local_cluster_is_one_single_threaded_worker_per_gpu() -> None:
+    pytest.importorskip("dask_cuda")
+    gpus = visible_gpus()
+    with local_cluster(dashboard_address=None) as client:  # gpu=None: auto-detects CUDA
+        assert type(client.cluster).__name__ == "LocalCUDACluster"
+        workers = client.scheduler_info(n_workers=-1)["workers"].values()
+        assert [(w["nthreads"], w["resources"]) for w in workers] == [(1, {"GPU": 1})] * gpus
+        seen = set(client.run(_device_of_worker).values())
+    # Each worker process sees its own device first (dask-cuda rotates CUDA_VISIBLE_DEVICES).
+    assert len({visible.split(",")[0] for visible, _ in seen}) == gpus
+    assert all(count == gpus for _, count in seen)
