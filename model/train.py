@@ -134,6 +134,8 @@ def train(
 def build_datasets(cfg: TrainConfig, model_cfg: ModelConfig) -> tuple[Dataset, Dataset | None]:
     """Training and validation datasets of ``cfg.data`` (validation may be None)."""
     d = cfg.data
+    if d.kind == "simulated":
+        return _simulated_datasets(cfg, model_cfg)
     if not d.path:
         raise BadInputError("train: data.path is empty; give a Zarr cube or a SEN12MS-CR-TS root")
     if d.kind == "sen12mscrts":
@@ -168,7 +170,41 @@ def build_datasets(cfg: TrainConfig, model_cfg: ModelConfig) -> tuple[Dataset, D
             # validation always uses real cloudy inputs: that is the task being measured
             val = CubeDataset(d.path, samples_per_date=4, x_range=(split, 1.0), **common)
         return train_set, val
-    raise BadInputError(f"train: data.kind {d.kind!r} unknown; use 'zarr' or 'sen12mscrts'")
+    raise BadInputError(
+        f"train: data.kind {d.kind!r} unknown; use 'zarr', 'sen12mscrts' or 'simulated'"
+    )
+
+
+def _simulated_datasets(cfg: TrainConfig, model_cfg: ModelConfig) -> tuple[Dataset, Dataset]:
+    """Cube samples from demo-generator landscapes: training seeds and held-out validation seeds."""
+    from torch.utils.data import ConcatDataset
+
+    from clearcube.model.data.cube_dataset import CubeDataset
+    from clearcube.model.data.simulated import simulated_cubes
+
+    d = cfg.data
+    common: dict[str, Any] = {
+        "seq_len": d.seq_len,
+        "patch_size": d.patch_size,
+        "clear_threshold": d.clear_threshold,
+        "s2_bands": model_cfg.s2_bands,
+    }
+    train_sets = [
+        CubeDataset(
+            cube,
+            synthetic_prob=d.synthetic_prob,
+            samples_per_date=d.samples_per_date,
+            seed=cfg.seed + i,
+            **common,
+        )
+        for i, cube in enumerate(simulated_cubes(d.seeds, size=d.size))
+    ]
+    # validation uses real cloudy inputs only: that is the task being measured
+    val_sets = [
+        CubeDataset(cube, samples_per_date=4, seed=cfg.seed + 1000 + i, **common)
+        for i, cube in enumerate(simulated_cubes(d.val_seeds, size=d.size))
+    ]
+    return ConcatDataset(train_sets), ConcatDataset(val_sets)
 
 
 @torch.no_grad()

@@ -15,8 +15,9 @@ from clearcube.model.config import ModelConfig, dataclass_from_dict, preset
 class DataConfig:
     """Where training and validation samples come from."""
 
-    kind: Literal["zarr", "sen12mscrts"] = "zarr"
-    """A clearcube Zarr cube, or a SEN12MS-CR-TS root folder."""
+    kind: Literal["zarr", "sen12mscrts", "simulated"] = "zarr"
+    """A clearcube Zarr cube, a SEN12MS-CR-TS root folder, or cubes simulated by the demo-region
+    generator (``seeds``; no files needed)."""
     path: str = ""
     """The cube (Zarr store) or the SEN12MS-CR-TS root. Relative paths are taken from the
     directory of the YAML file when loaded by the CLI."""
@@ -32,6 +33,12 @@ class DataConfig:
     """Random crops per clear date in one pass (cube data)."""
     val_fraction: float = 0.2
     """Cube data: the last fraction of the x extent is held out for validation (0 disables)."""
+    seeds: tuple[int, ...] = (1, 2, 3, 4)
+    """Simulated data: generator seeds of the training landscapes (0, the demo region, is refused)."""
+    val_seeds: tuple[int, ...] = (101,)
+    """Simulated data: seeds of the validation landscapes."""
+    size: int = 384
+    """Simulated data: side of each simulated cube in pixels (a multiple of 6)."""
 
 
 @dataclass(frozen=True)
