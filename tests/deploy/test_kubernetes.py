@@ -9,6 +9,7 @@ properties strict (``additionalProperties: false``) to catch exactly that.
 from __future__ import annotations
 
 import copy
+import functools
 import shlex
 from pathlib import Path
 from typing import Any
@@ -43,6 +44,7 @@ def _strict(schema: Any) -> Any:
     return out
 
 
+@functools.cache
 def _crd_validators() -> dict[tuple[str, str], Any]:
     """(apiVersion, kind) -> a jsonschema validator for the CRD's strict openAPIV3Schema."""
     validators: dict[tuple[str, str], Any] = {}

@@ -30,6 +30,9 @@ from clearcube.deploy.local import (
     visible_gpus,
 )
 
+# No cluster test may hang the suite (CI budget): fail instead.
+pytestmark = pytest.mark.timeout(60)
+
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 
 

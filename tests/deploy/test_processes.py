@@ -17,6 +17,9 @@ import pytest
 from dask_processes import start_dask_processes
 from distributed import Client, get_worker
 
+# No cluster test may hang the suite (CI budget): fail instead.
+pytestmark = pytest.mark.timeout(90)
+
 
 @pytest.mark.integration
 def test_restricted_tasks_land_on_the_gpu_worker_and_the_rest_spreads(tmp_path: Path) -> None:
