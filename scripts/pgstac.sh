@@ -42,6 +42,10 @@ up)
     mkdir -p "$state"
     state=$(cd "$state" && pwd)
     chmod 777 "$state"
+    if ! as_pg test -w "$state"; then
+        echo "pgstac.sh: user postgres cannot write $state; put STATE_DIR where every parent is searchable (e.g. under /tmp)" >&2
+        exit 2
+    fi
     pgport=$(free_port)
     as_pg "$PGBIN/initdb" -D "$state/pg" -U postgres --auth=trust -E UTF8 >"$state/initdb.log" 2>&1
     as_pg "$PGBIN/pg_ctl" -D "$state/pg" -l "$state/postgres.log" -w \
@@ -50,14 +54,35 @@ up)
     export PGHOST=127.0.0.1 PGPORT=$pgport PGUSER=postgres PGDATABASE=postgres PGPASSWORD=
     export PGSTAC_DSN="postgresql://postgres@127.0.0.1:$pgport/postgres"
     "$VENV/bin/pypgstac" migrate --dsn "$PGSTAC_DSN" >"$state/migrate.log" 2>&1
+    # Folders without collection.json get a minimal collection spanning their items (as the
+    # embedded rustac API does): pgstac partitions items by collection and refuses orphans.
     "$VENV/bin/python" - "$catalog" "$state" <<'PY'
 import json, pathlib, sys
 catalog, state = pathlib.Path(sys.argv[1]), pathlib.Path(sys.argv[2])
+folders = sorted(p for p in catalog.iterdir() if (p / "collection.json").exists() or (p / "items.json").exists())
 with open(state / "collections.ndjson", "w") as c, open(state / "items.ndjson", "w") as i:
-    for folder in sorted(p for p in catalog.iterdir() if (p / "collection.json").exists()):
-        c.write(json.dumps(json.loads((folder / "collection.json").read_text())) + "\n")
-        items = json.loads((folder / "items.json").read_text())
-        for item in items.get("features", items if isinstance(items, list) else []):
+    for folder in folders:
+        items = json.loads((folder / "items.json").read_text()) if (folder / "items.json").exists() else []
+        items = items.get("features", []) if isinstance(items, dict) else items
+        if (folder / "collection.json").exists():
+            collection = json.loads((folder / "collection.json").read_text())
+        else:
+            boxes = [it["bbox"] for it in items if it.get("bbox")]
+            times = sorted(t for it in items for k in ("datetime", "start_datetime", "end_datetime")
+                           if (t := it["properties"].get(k)))
+            half = [len(b) // 2 for b in boxes]
+            bbox = [min(b[0] for b in boxes), min(b[1] for b in boxes),
+                    max(b[h] for b, h in zip(boxes, half)), max(b[h + 1] for b, h in zip(boxes, half))] if boxes else [-180, -90, 180, 90]
+            collection = {
+                "type": "Collection", "stac_version": "1.0.0", "id": folder.name,
+                "description": f"{folder.name} (made by pgstac.sh from its items)", "license": "other",
+                "extent": {"spatial": {"bbox": [bbox]},
+                           "temporal": {"interval": [[times[0], times[-1]] if times else [None, None]]}},
+                "links": [],
+            }
+        c.write(json.dumps(collection) + "\n")
+        for item in items:
+            item.setdefault("collection", collection["id"])
             i.write(json.dumps(item) + "\n")
 PY
     "$VENV/bin/pypgstac" load collections "$state/collections.ndjson" --dsn "$PGSTAC_DSN" --method upsert >>"$state/migrate.log" 2>&1

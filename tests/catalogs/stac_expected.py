@@ -15,6 +15,26 @@ from shapely.geometry import box, shape
 
 Item = dict[str, Any]
 
+WORLD = (-180.0, -90.0, 180.0, 90.0)
+
+#: Search cases shared by every server test: (S2 collection, level, bbox, start, end, max_cloud),
+#: each picked to cut through the real data (dates are whole UTC days, ``end`` inclusive).
+CASES = [
+    ("sentinel-2-l2a", "L2A", (27.0, -8.0, 27.1, -7.9), "2020-06-01", "2020-06-30", None),
+    ("sentinel-2-l2a", "L2A", (27.0, -8.0, 27.1, -7.9), "2020-06-06", "2020-07-26", 1.0),
+    ("sentinel-2-l2a", "L2A", (170.0, 55.0, 172.0, 57.0), "2019-01-01", "2019-01-01", None),
+    ("sentinel-2-l2a", "L2A", (168.0, 53.0, 175.0, 60.0), "2018-12-31", "2019-01-02", 50.0),
+    ("sentinel-2-l1c", "L1C", (-40.0, -5.0, -38.5, -4.0), "2025-07-01", "2025-08-31", None),
+    ("sentinel-2-l1c", "L1C", WORLD, "2025-07-31", "2025-07-31", 20.0),
+    ("sentinel-2-l2a", "L2A", WORLD, "2015-01-01", "2030-12-31", None),
+]
+
+
+def utc_range(start: str, end: str) -> tuple[datetime, datetime]:
+    """Whole UTC days ``start`` .. ``end`` (inclusive) as aware datetimes."""
+    t0 = datetime.fromisoformat(start + "T00:00:00+00:00")
+    return t0, datetime.fromisoformat(end + "T00:00:00+00:00") + timedelta(days=1, microseconds=-1)
+
 
 def parse_time(text: str) -> datetime:
     """An RFC 3339 time as an aware UTC datetime."""

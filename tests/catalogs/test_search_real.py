@@ -6,34 +6,24 @@ plain datetime comparisons, never from clearcube's own output.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 import pytest
-from stac_expected import acquisition_groups, expected_ids, item_time, nearest_pairs
+from stac_expected import (
+    CASES,
+    WORLD,
+    acquisition_groups,
+    expected_ids,
+    item_time,
+    nearest_pairs,
+    utc_range,
+)
 
 from clearcube.catalogs import search
 from clearcube.errors import BadInputError
 
 pytestmark = pytest.mark.integration
-
-WORLD = (-180.0, -90.0, 180.0, 90.0)
-
-# (S2 collection, level, bbox, start, end, max_cloud): each picked to cut through the real data.
-CASES = [
-    ("sentinel-2-l2a", "L2A", (27.0, -8.0, 27.1, -7.9), "2020-06-01", "2020-06-30", None),
-    ("sentinel-2-l2a", "L2A", (27.0, -8.0, 27.1, -7.9), "2020-06-06", "2020-07-26", 1.0),
-    ("sentinel-2-l2a", "L2A", (170.0, 55.0, 172.0, 57.0), "2019-01-01", "2019-01-01", None),
-    ("sentinel-2-l2a", "L2A", (168.0, 53.0, 175.0, 60.0), "2018-12-31", "2019-01-02", 50.0),
-    ("sentinel-2-l1c", "L1C", (-40.0, -5.0, -38.5, -4.0), "2025-07-01", "2025-08-31", None),
-    ("sentinel-2-l1c", "L1C", WORLD, "2025-07-31", "2025-07-31", 20.0),
-    ("sentinel-2-l2a", "L2A", WORLD, "2015-01-01", "2030-12-31", None),
-]
-
-
-def _utc_range(start: str, end: str) -> tuple[datetime, datetime]:
-    t0 = datetime.fromisoformat(start + "T00:00:00+00:00")
-    return t0, datetime.fromisoformat(end + "T00:00:00+00:00") + timedelta(days=1, microseconds=-1)
 
 
 @pytest.mark.parametrize(("collection", "level", "bbox", "start", "end", "max_cloud"), CASES)
@@ -47,7 +37,7 @@ def test_search_matches_raw_json(
     end: str,
     max_cloud: float | None,
 ) -> None:
-    t0, t1 = _utc_range(start, end)
+    t0, t1 = utc_range(start, end)
     want = expected_ids(
         raw, collections=[collection], bbox=bbox, start=t0, end=t1, max_cloud=max_cloud
     )
@@ -70,7 +60,7 @@ def test_search_matches_raw_json(
 
 
 def test_paging_returns_more_than_one_page(real_api: str, raw: list[dict[str, Any]]) -> None:
-    t0, t1 = _utc_range("2015-01-01", "2030-12-31")
+    t0, t1 = utc_range("2015-01-01", "2030-12-31")
     want = expected_ids(raw, collections=["sentinel-2-l2a"], bbox=WORLD, start=t0, end=t1)
     got = search(
         bbox=WORLD,
@@ -89,7 +79,7 @@ def test_paging_returns_more_than_one_page(real_api: str, raw: list[dict[str, An
 def test_reprocessed_acquisitions_are_kept_once(
     reprocessed_api: str, raw_reprocessed: list[dict[str, Any]]
 ) -> None:
-    t0, t1 = _utc_range("2025-07-01", "2025-08-31")
+    t0, t1 = utc_range("2025-07-01", "2025-08-31")
     query = dict(collections=["sentinel-2-l2a"], bbox=WORLD, start=t0, end=t1)
     matching = [i for i in raw_reprocessed if i["id"] in expected_ids(raw_reprocessed, **query)]
     groups = acquisition_groups(matching)
@@ -123,7 +113,7 @@ def test_s1_paired_to_nearest_s2_date(
     real_api: str, raw: list[dict[str, Any]], tolerance: timedelta
 ) -> None:
     start, end = "2019-01-01", "2025-07-31"
-    t0, t1 = _utc_range(start, end)
+    t0, t1 = utc_range(start, end)
     s2_ids = expected_ids(raw, collections=["sentinel-2-l2a"], bbox=WORLD, start=t0, end=t1)
     s1_ids = expected_ids(
         raw, collections=["sentinel-1-grd"], bbox=WORLD, start=t0 - tolerance, end=t1 + tolerance
@@ -155,7 +145,7 @@ def test_s1_paired_to_nearest_s2_date(
 
 
 def test_limit_keeps_least_cloudy(real_api: str, raw: list[dict[str, Any]]) -> None:
-    t0, t1 = _utc_range("2020-06-01", "2020-07-31")
+    t0, t1 = utc_range("2020-06-01", "2020-07-31")
     bbox = (27.0, -8.0, 27.1, -7.9)
     want = expected_ids(raw, collections=["sentinel-2-l2a"], bbox=bbox, start=t0, end=t1)
     cloud = {i["id"]: i["properties"]["eo:cloud_cover"] for i in raw if i["id"] in want}
