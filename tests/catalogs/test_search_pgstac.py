@@ -92,11 +92,12 @@ def catalog(test_data: Path, raw_all: list[dict[str, Any]], tmp_path_factory: An
 
 
 @pytest.fixture(scope="module")
-def pgstac(catalog: Path) -> Iterator[str]:
+def pgstac(request: pytest.FixtureRequest) -> Iterator[str]:
     """stac-fastapi-pgstac over ``catalog``, started and always stopped by ``scripts/pgstac.sh``."""
     missing = _postgres_missing()
     if missing:
         pytest.skip(missing)
+    catalog: Path = request.getfixturevalue("catalog")  # built only when the server can run
     # Not under pytest's tmp folder: as root the cluster runs as `postgres`, who must reach it.
     state = Path(tempfile.mkdtemp(prefix="clearcube-pgstac-"))
     try:
