@@ -166,18 +166,19 @@ def composite(
         bbox, start, end, stac_url=stac_url, checkpoint=checkpoint, sampler=sampler,
         steps=steps, tile=tile, overlap=overlap, **options,
     )  # fmt: skip
-    out = claim_output_dir(Path(out_dir), opts)
     timer = StageTimer()
     report = progress or (lambda stage, done, total: None)
-
-    stages.check_checkpoint(opts)
-    with timer("search"):
-        scenes = stages.search_scenes(opts)
-    with timer("cube"):
-        cube_path = stages.build_cube(scenes, opts, out / "cube.zarr", report)
     from clearcube.deploy.local import connect
 
+    # Every cheap check (checkpoint, scheduler, catalog) comes before the output folder is
+    # claimed, so a bad input leaves no folder behind that a corrected rerun would refuse.
+    stages.check_checkpoint(opts)
     with connect(client) as dask_client:
+        with timer("search"):
+            scenes = stages.search_scenes(opts)
+        out = claim_output_dir(Path(out_dir), opts)
+        with timer("cube"):
+            cube_path = stages.build_cube(scenes, opts, out / "cube.zarr", report)
         with timer("mask"):
             selection = stages.mask_and_choose(cube_path, opts, report)
         with timer("inference"):

@@ -23,6 +23,9 @@ from clearcube.pipeline.tiles import Tile
 
 Sampler = Literal["ddim", "ddpm"]
 
+#: Sentinel-2 digital numbers per unit of reflectance (the products' ``QUANTIFICATION_VALUE``).
+DN_PER_REFLECTANCE = 10000.0
+
 
 @dataclass(frozen=True)
 class ModelSpec:
@@ -168,7 +171,11 @@ def infer_tile(job: TileJob) -> TileOutcome:
         torch.set_num_threads(int(torch_threads))
     s2, s1, known = read_tile_inputs(job.cube, job.tile, job.dates)
     composite, spread = sample_tile(s2, s1, known, job.tile, job.model)
-    products = {"composite": composite, "uncertainty": spread}
+    # The store (and the COGs after it) hold reflectance; the composite COG encodes it as DN.
+    products = {
+        "composite": composite / DN_PER_REFLECTANCE,
+        "uncertainty": spread / DN_PER_REFLECTANCE,
+    }
     job.store.write_tile(job.tile, {p: products[p] for p in job.store.spec.products})
     return TileOutcome(
         number=job.store.spec.plan.number(job.tile),

@@ -17,7 +17,7 @@ from clearcube import __version__
 from clearcube.catalogs.bands import S1_BANDS, S2_BANDS
 from clearcube.errors import BadInputError
 from clearcube.pipeline.dates import DateSelection, select_dates
-from clearcube.pipeline.inference import TileJob, TileOutcome, infer_tile
+from clearcube.pipeline.inference import DN_PER_REFLECTANCE, TileJob, TileOutcome, infer_tile
 from clearcube.pipeline.mosaic import MosaicSpec, MosaicStore, fingerprint, open_mosaic
 from clearcube.pipeline.scheduling import run_bounded
 from clearcube.pipeline.tiles import plan_tiles
@@ -178,6 +178,7 @@ def mosaic_spec(path: Path, opts: CompositeOptions, selection: DateSelection) ->
     run = {
         "dates": [str(d) for d in selection.dates],
         "checkpoint": Path(opts.checkpoint).name,
+        "values": "reflectance",  # stores from before DN were divided by 10000 must not resume
         **{k: getattr(opts, k) for k in ("sampler", "steps", "eta", "samples", "seed", "mask")},
     }
     return MosaicSpec(
@@ -286,6 +287,7 @@ def write_products(
     chosen = list(selection.indices)
     known = ~ds["cloud"].isel(time=chosen).values.astype(bool)
     before = ds["s2"].isel(time=chosen[cloudiest_date(known)]).astype("float32")
+    before = before / DN_PER_REFLECTANCE  # the store holds reflectance, the cube DN
     paths["quicklook"] = write_quicklook(
         before.values, store.array("composite"), list(store.spec.bands), out / "quicklook.png"
     )
