@@ -69,6 +69,16 @@ class RegionRuns:
     tmp: pytest.TempPathFactory
     """Where new output folders go."""
 
+    region: tuple[float, float, float, float] = REGION
+    """:data:`REGION` (for tests that build their own arguments, e.g. CLI argv)."""
+    period: tuple[str, str] = PERIOD
+    """:data:`PERIOD`."""
+
+    @property
+    def args(self) -> dict[str, Any]:
+        """A copy of :data:`RUN_ARGS`."""
+        return dict(RUN_ARGS)
+
     def run(self, out: Path, **kwargs: Any) -> Any:
         """``composite`` of :data:`REGION` into ``out`` (kwargs override :data:`RUN_ARGS`)."""
         from clearcube.pipeline.composite import composite
