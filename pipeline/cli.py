@@ -23,6 +23,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "clearcube.catalogs.cli",  # search, catalog serve, catalog demo-data
     "clearcube.pipeline.cube_cli",  # cube
     "clearcube.pipeline.run_cli",  # run, demo
+    "clearcube.pipeline.quality_cli",  # seams
     "clearcube.model.train_cli",  # train
     "clearcube.model.evaluate_cli",  # evaluate
 )

@@ -84,8 +84,8 @@ class RegionRuns:
         from clearcube.pipeline.composite import composite
 
         kwargs.setdefault("client", self.client)
-        args = {**RUN_ARGS, **kwargs}
-        return composite(REGION, *PERIOD, out, checkpoint=self.checkpoint, **args)
+        kwargs.setdefault("checkpoint", self.checkpoint)
+        return composite(REGION, *PERIOD, out, **{**RUN_ARGS, **kwargs})
 
     def seeded(self, reference: Any, name: str) -> Path:
         """A new output folder holding only the reference's ``run.json`` and cube.

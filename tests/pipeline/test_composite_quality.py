@@ -1,0 +1,113 @@
+"""Quality of a composite: clear pixels preserved (Eq. 26), seams, and the ``clearcube seams`` command.
+
+What the seam checks can and cannot say here. The session's checkpoint is untrained, so the
+pixels it fills (no clear observation on either fused date, a third of the region) are noise-like,
+and the clear pixels are the mean of their observations whatever the tiling. So with the untrained
+network the seam score measures the BLENDING: per-tile offsets left by overlap-add (weights that
+do not sum to one, a misplaced taper, a tile written to the wrong slot) make the jumps on the seam
+lines stand out. It is computed over the model-filled pixels only, because the clear pixels carry
+the landscape, whose field edges happen to cross this small region's four seam lines (the clear
+image alone scores ~1.75 on them, with no model involved). The issue's criterion (<= 1.1 on the
+demo output with the trained model) is checked when the trained demo checkpoint exists.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from clearcube.pipeline.cli import main
+from clearcube.pipeline.seams import seam_score
+from clearcube.pipeline.tiles import plan_tiles
+
+pytestmark = pytest.mark.integration
+
+
+def mean_of_clear(s2: np.ndarray, known: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(mean DN of the clear observations (band, y, x), clear in >= 1 date (y, x))``."""
+    count = known.sum(axis=0)
+    total = (s2 * known[:, None]).sum(axis=0)
+    seen = count > 0
+    return np.where(seen, total / np.maximum(count, 1), np.nan), seen
+
+
+def test_clear_pixels_are_the_mean_of_their_clear_observations(
+    reference_run: Any,
+    fused_inputs: tuple[np.ndarray, np.ndarray],
+    read_cog: Callable[[Path], np.ndarray],
+) -> None:
+    """Eq. 26: where a pixel is clear on some fused date, the composite is the mean of those
+    observations, to within the COG's quantisation (uint16 DN: one DN either way)."""
+    s2, known = fused_inputs
+    expected, seen = mean_of_clear(s2, known)
+    cog = read_cog(reference_run.cog_path).astype(np.float64)
+    assert cog.shape == expected.shape
+    assert seen.mean() > 0.5 and (known.sum(axis=0) == 2).mean() > 0.2  # a real test of the mean
+    diff = np.abs(cog - np.rint(expected))[:, seen]
+    assert diff.max() <= 1.0
+    assert (cog > 0).all()  # every pixel filled; DN 0 would be nodata
+
+
+def test_blending_adds_no_seam_to_model_filled_pixels(
+    reference_run: Any,
+    fused_inputs: tuple[np.ndarray, np.ndarray],
+    read_cog: Callable[[Path], np.ndarray],
+) -> None:
+    _, seen = mean_of_clear(*fused_inputs)
+    reflectance = read_cog(reference_run.cog_path) * 1e-4
+    filled = np.where(seen, np.nan, reflectance)
+    plan = plan_tiles(*seen.shape, tile=64, overlap=16)
+    assert seam_score(filled, plan) <= 1.1
+
+
+def test_seams_command_prints_every_band_and_the_overall_score(
+    reference_run: Any,
+    read_cog: Callable[[Path], np.ndarray],
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    argv = ["seams", "--cog", str(reference_run.cog_path), "--tile", "64", "--overlap", "16"]
+    assert main([*argv, "--json"]) == 0
+    import json
+
+    scores = json.loads(capsys.readouterr().out)
+    bands = list(reference_run.stac_item.assets["composite"].extra_fields.get("eo:bands", []))
+    assert len(scores) == 14 and list(scores)[-1] == "overall"
+    if bands:
+        assert list(scores)[:13] == [b["name"] for b in bands]
+    image = read_cog(reference_run.cog_path) * 1e-4
+    plan = plan_tiles(*image.shape[1:], tile=64, overlap=16)
+    assert scores["overall"] == pytest.approx(seam_score(image, plan), abs=1e-4)
+    assert scores["B04"] == pytest.approx(seam_score(image[3], plan), abs=1e-4)
+    assert main(argv) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 14 and lines[-1].split()[0] == "overall"
+
+
+def test_seams_command_refuses_a_file_that_is_not_a_raster(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    text = tmp_path / "notes.txt"
+    text.write_text("not a raster\n")
+    assert main(["seams", "--cog", str(text)]) == 2
+    assert capsys.readouterr().err.startswith("clearcube: error: cannot read")
+
+
+def test_trained_model_leaves_no_visible_seams(
+    runs: Any, fused_inputs: tuple[np.ndarray, np.ndarray], read_cog: Callable[[Path], np.ndarray]
+) -> None:
+    """The issue's criterion on the model-filled pixels, with the trained demo checkpoint."""
+    from clearcube.errors import BadInputError
+    from clearcube.model.checkpoint import default_checkpoint_path
+
+    try:
+        trained = default_checkpoint_path()
+    except BadInputError as exc:
+        pytest.skip(f"no trained demo checkpoint yet: {exc}")
+    result = runs.run(runs.tmp.mktemp("trained") / "out", checkpoint=trained, steps=10)
+    _, seen = mean_of_clear(*fused_inputs)
+    filled = np.where(seen, np.nan, read_cog(result.cog_path) * 1e-4)
+    assert seam_score(filled, plan_tiles(*seen.shape, tile=64, overlap=16)) <= 1.1
