@@ -149,7 +149,10 @@ def mask_dates(
     for n, i in enumerate(todo):
         report("mask", n, len(todo))
         cloud = mask_clouds(cube.isel(time=[i]), method=opts.mask)
-        region = xr.Dataset({"cloud": (("time", "y", "x"), cloud.data)})
+        # The detector's dask chunks need not match the stored chunks (xarray refuses
+        # overlapping region writes), so write along the cube's own chunk grid.
+        data = da.asarray(cloud.data).rechunk(group["cloud"].chunks)  # type: ignore[union-attr]
+        region = xr.Dataset({"cloud": (("time", "y", "x"), data)})
         window = {"time": slice(i, i + 1), "y": slice(None), "x": slice(None)}
         region.to_zarr(path, region=window, zarr_format=3, consolidated=False)
         done.add(i)

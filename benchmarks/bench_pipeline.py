@@ -1,0 +1,110 @@
+"""The pipeline end to end: time per stage, and peak worker memory as the region grows.
+
+    OMP_NUM_THREADS=2 python benchmarks/bench_pipeline.py demo --checkpoint model/checkpoints/demo.pt --steps 20
+    OMP_NUM_THREADS=2 python benchmarks/bench_pipeline.py memory --checkpoint CKPT --base 128
+
+``demo``: the whole demo region (``clearcube demo``'s call) with the result's per-stage timings
+(search, cube, mask, inference, blend, cog). ``memory``: square regions of ``base``, 2× and 4×
+``base`` pixels (1×, 4×, 16× the tiles) inside the demo region, each on a fresh local cluster of
+2 worker processes; a thread samples every worker's RSS (psutil, via ``client.run``) every 0.25 s
+and the peak per worker is printed. Streaming tile by tile, the peak must stay flat.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+
+def _rss() -> int:
+    import psutil
+
+    return int(psutil.Process().memory_info().rss)
+
+
+def demo(args: argparse.Namespace) -> None:
+    """Time the demo end to end, split by stage."""
+    from clearcube.catalogs.demo import DEMO_BBOX, DEMO_END, DEMO_START
+    from clearcube.pipeline.composite import composite
+
+    with tempfile.TemporaryDirectory() as tmp:
+        t0 = time.perf_counter()
+        result = composite(
+            DEMO_BBOX, DEMO_START, DEMO_END, Path(tmp) / "out", checkpoint=args.checkpoint,
+            steps=args.steps, tile=args.tile, overlap=args.overlap,
+        )  # fmt: skip
+        total = time.perf_counter() - t0
+    print(f"demo region, {result.tiles['total']} tiles of {args.tile} px, {args.steps} steps")
+    for stage, seconds in result.timings.items():
+        print(f"  {stage:<10} {seconds:7.1f} s")
+    print(f"  {'total':<10} {total:7.1f} s (includes starting the local cluster)")
+
+
+def memory(args: argparse.Namespace) -> None:
+    """Peak RSS per worker for regions of 1×, 4× and 16× the tiles."""
+    from clearcube.catalogs.demo import DEMO_BBOX
+    from clearcube.deploy.local import local_cluster
+    from clearcube.pipeline.composite import composite
+
+    west, south = DEMO_BBOX[0] + 0.005, DEMO_BBOX[1] + 0.005
+    for factor in (1, 2, 4):
+        edge_m = args.base * factor * 10.0
+        bbox = (west, south, west + edge_m / (111_320 * math.cos(math.radians(south))),
+                south + edge_m / 111_320)  # fmt: skip
+        with (
+            tempfile.TemporaryDirectory() as tmp,
+            local_cluster(n_workers=2, gpu=False, dashboard_address=None) as client,
+        ):
+            client.wait_for_workers(2)
+            peaks: dict[str, int] = {}
+            stop = threading.Event()
+
+            def sample(
+                client: Any = client, peaks: dict[str, int] = peaks, stop: threading.Event = stop
+            ) -> None:
+                while not stop.is_set():
+                    try:
+                        for addr, rss in client.run(_rss).items():
+                            peaks[addr] = max(peaks.get(addr, 0), rss)
+                    except Exception:  # a worker between tasks or restarting: next sample
+                        pass
+                    stop.wait(0.25)
+
+            sampler = threading.Thread(target=sample, daemon=True)
+            sampler.start()
+            result = composite(
+                bbox, "2024-06-25", "2024-07-15", Path(tmp) / "out", checkpoint=args.checkpoint,
+                steps=args.steps, tile=args.tile, overlap=args.overlap, dates=2, client=client,
+            )  # fmt: skip
+            stop.set()
+            sampler.join()
+        mib = sorted(round(v / 2**20) for v in peaks.values())
+        print(
+            f"{factor * factor:>2}x: {result.tiles['total']:4d} tiles, "
+            f"inference {result.timings['inference']:6.1f} s, peak RSS per worker MiB {mib}"
+        )
+
+
+def main() -> None:
+    """Parse the command line and run one benchmark."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="what", required=True)
+    for name, fn in (("demo", demo), ("memory", memory)):
+        p = sub.add_parser(name)
+        p.add_argument("--checkpoint", required=True, help="model checkpoint")
+        p.add_argument("--steps", type=int, default=2)
+        p.add_argument("--tile", type=int, default=256 if name == "demo" else 64)
+        p.add_argument("--overlap", type=int, default=32 if name == "demo" else 16)
+        p.add_argument("--base", type=int, default=128, help="memory: edge of the 1x region (px)")
+        p.set_defaults(fn=fn)
+    args = parser.parse_args()
+    args.fn(args)
+
+
+if __name__ == "__main__":
+    main()
