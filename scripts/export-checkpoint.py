@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Slim a training checkpoint for release: keep the EMA weights and the config, drop the optimizer.
 
-    python scripts/export-checkpoint.py runs/demo/last.pt model/checkpoints/demo.pt
+python scripts/export-checkpoint.py runs/demo/last.pt model/checkpoints/demo.pt
 """
 
 from __future__ import annotations
