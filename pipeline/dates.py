@@ -32,9 +32,13 @@ class DateSelection:
 
 def middle_date(start: str | np.datetime64, end: str | np.datetime64) -> np.datetime64:
     """The midpoint of ``[start, end]``, to the second."""
-    t0 = np.datetime64(start, "s")
-    t1 = np.datetime64(end, "s")
+    t0, t1 = _seconds(start), _seconds(end)
     return t0 + (t1 - t0) // 2
+
+
+def _seconds(value: str | np.datetime64) -> np.datetime64:
+    """``value`` as a ``datetime64[s]`` scalar."""
+    return np.datetime64(np.asarray(value, dtype="datetime64[s]").item(), "s")
 
 
 def select_dates(
@@ -66,7 +70,7 @@ def select_dates(
         raise BadInputError("the cube has no dates; widen the date range or the bbox")
     if times.shape != clear.shape:
         raise ValueError(f"times {times.shape} and clear_fraction {clear.shape} differ in shape")
-    goal = middle_date(times.min(), times.max()) if target is None else np.datetime64(target, "s")
+    goal = middle_date(times.min(), times.max()) if target is None else _seconds(target)
     distance = np.abs((times - goal).astype(np.int64))
     usable = clear > min_clear
     # Usable dates first, then nearest in time, then clearer, then earlier: a total order,

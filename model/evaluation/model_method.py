@@ -53,9 +53,11 @@ def model_method(
 
     from clearcube.model.checkpoint import load_checkpoint
     from clearcube.model.data.normalize import s1_to_model
+    from clearcube.model.schedule import from_config
 
     samplers = _sampler_module()
     net, cfg, _ = load_checkpoint(checkpoint, device=device)
+    schedule = from_config(cfg.diffusion)
 
     def run(sample: EvalSample) -> np.ndarray:
         if sample.sar is None and cfg.s1_bands:
@@ -66,22 +68,19 @@ def model_method(
             seed ^ zlib.crc32(sample.name.encode())
         )
         observed = torch.from_numpy(sample.inputs * 2.0 - 1.0)[None].to(device)  # (1, L, C, H, W)
-        known = torch.from_numpy(~sample.cloud)[None].to(device)  # (1, L, H, W)
-        sar = (
-            None
-            if sample.sar is None
-            else torch.from_numpy(np.nan_to_num(s1_to_model(sample.sar)))[None].to(device)
-        )
+        known = torch.from_numpy(~sample.cloud)[None, :, None].to(device)  # (1, L, 1, H, W)
+        sar = torch.from_numpy(np.nan_to_num(s1_to_model(sample.sar)))[None].to(device)
         with torch.no_grad():
             x0 = samplers.sample_seqtis(
                 net,
-                cfg,
+                schedule,
                 observed=observed,
                 known=known,
                 sar=sar,
                 generator=generator,
                 sampler=sampler,
                 steps=steps,
+                prediction=cfg.diffusion.prediction,
             )
         return ((x0[0].clamp(-1, 1) + 1.0) / 2.0).double().cpu().numpy()
 
