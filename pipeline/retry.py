@@ -91,9 +91,14 @@ def retry_call(
         except retryable as exc:
             delay = next(delays, None)
             if delay is None:
-                raise asset_read_error(href, ref, exc, policy.attempts) from exc
+                error = asset_read_error(href, ref, exc, policy.attempts)
+                break
             log.info("read of %s failed (%s); retrying in %.2f s", href, exc, delay)
-            sleep(delay)
+        sleep(delay)
+    # Raised outside the ``except`` block, unchained: the reason is in the message, and a
+    # GDAL exception in the chain makes distributed hand the client a bare ``Exception``
+    # instead of the AssetReadError (so the CLI could not say which asset failed).
+    raise error
 
 
 def asset_read_error(

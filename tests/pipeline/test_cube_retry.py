@@ -187,3 +187,26 @@ def test_skip_bad_assets_drops_the_date_with_a_warning(
     items[2].assets["blue"].href = str(tmp_path / "nowhere.tif")
     with pytest.raises(BadInputError, match="every Sentinel-2 date"):
         load_cube(items, None, bbox=BBOX, s2_assets=ASSETS, retry=FAST, skip_bad_assets=True)
+
+
+@pytest.mark.integration
+def test_asset_error_reaches_a_distributed_client_intact(tmp_path: Path) -> None:
+    """A worker process's AssetReadError arrives as itself, naming the asset (not a bare Exception)."""
+    from distributed import Client, LocalCluster
+
+    missing = str(tmp_path / "gone.tif")
+
+    def read_missing(href: str) -> None:
+        # Defined here so cloudpickle sends it by value: workers cannot import test modules.
+        import rasterio
+
+        from clearcube.pipeline.retry import RetryPolicy, retry_call
+
+        retry_call(lambda: rasterio.open(href), RetryPolicy(attempts=1), href=href)
+
+    with (
+        LocalCluster(n_workers=1, processes=True, host="127.0.0.1", dashboard_address=None) as c,
+        Client(c) as client,
+        pytest.raises(AssetReadError, match="gone.tif"),
+    ):
+        client.submit(read_missing, missing).result()
