@@ -207,6 +207,6 @@ def test_asset_error_reaches_a_distributed_client_intact(tmp_path: Path) -> None
     with (
         LocalCluster(n_workers=1, processes=True, host="127.0.0.1", dashboard_address=None) as c,
         Client(c) as client,
-        pytest.raises(AssetReadError, match="gone.tif"),
+        pytest.raises(AssetReadError, match=r"gone\.tif"),
     ):
         client.submit(read_missing, missing).result()
