@@ -60,16 +60,20 @@ def model_method(
     schedule = from_config(cfg.diffusion)
 
     def run(sample: EvalSample) -> np.ndarray:
-        if sample.sar is None and cfg.s1_bands:
-            raise BadInputError(
-                f"sample {sample.name} has no SAR but the checkpoint was trained with {list(cfg.s1_bands)}"
-            )
         generator = torch.Generator(device=device).manual_seed(
             seed ^ zlib.crc32(sample.name.encode())
         )
         observed = torch.from_numpy(sample.inputs * 2.0 - 1.0)[None].to(device)  # (1, L, C, H, W)
         known = torch.from_numpy(~sample.cloud)[None, :, None].to(device)  # (1, L, 1, H, W)
-        sar = torch.from_numpy(np.nan_to_num(s1_to_model(sample.sar)))[None].to(device)
+        if sample.sar is None:
+            # No SAR for this sample (eo-learn has none): the middle of the SAR range, the same
+            # fill the pipeline uses for a date without an S1 pair. The model then leans on the
+            # clear dates alone.
+            length, _, h, w = sample.inputs.shape
+            sar_db = np.zeros((length, len(cfg.s1_bands), h, w), dtype=np.float32)
+        else:
+            sar_db = np.nan_to_num(s1_to_model(sample.sar)).astype(np.float32)
+        sar = torch.from_numpy(sar_db)[None].to(device)
         with torch.no_grad():
             x0 = samplers.sample_seqtis(
                 net,
