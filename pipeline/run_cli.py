@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 #: The demo's defaults: fast enough for 2 CPU cores in a few minutes, the whole demo region.
-DEMO_STEPS = 20
+DEMO_STEPS = 10
 DEMO_OUT = Path("out/demo")
 
 
