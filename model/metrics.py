@@ -106,11 +106,17 @@ def rmse(pred: Any, target: Any, *, where: Any = None) -> float:
     return float(np.sqrt(np.mean(diff * diff)))
 
 
+#: RMSE below this counts as an exact reconstruction (PSNR +inf): a millionth of the data range,
+#: 100× under Sentinel-2's quantum of 1e-4, so only float round-off of exactly kept values
+#: (e.g. SeqTIS's fused clear pixels in float32) falls under it.
+EXACT_RMSE = 1e-6
+
+
 def psnr_from_rmse(error: float) -> float:
-    """PSNR in dB for data range 1 (Eq. 30): ``20·log10(1 / error)``; +inf when error is 0."""
+    """PSNR in dB for data range 1 (Eq. 30): ``20·log10(1 / error)``; +inf when exact."""
     if math.isnan(error):
         return math.nan
-    if error == 0.0:
+    if error < EXACT_RMSE:
         return math.inf
     return 20.0 * math.log10(1.0 / error)
 

@@ -173,3 +173,11 @@ def test_average_skips_nan_and_counts_exact_reconstructions() -> None:
 def test_shape_mismatch_is_a_clear_error() -> None:
     with pytest.raises(ValueError, match="C, H, W"):
         rmse(np.zeros((3, 4, 4)), np.zeros((3, 4, 5)))
+
+
+def test_float_round_off_counts_as_exact_but_a_real_error_does_not() -> None:
+    """Below EXACT_RMSE (1e-6) PSNR is +inf; from 1e-5 on it is the closed form 20·log10(1/e)."""
+    from clearcube.model.metrics import EXACT_RMSE, psnr_from_rmse
+
+    assert psnr_from_rmse(EXACT_RMSE / 10) == math.inf
+    assert psnr_from_rmse(1e-5) == pytest.approx(100.0, rel=1e-12)
