@@ -81,7 +81,14 @@ def demo_command(args: argparse.Namespace) -> int:
 
 
 def _run(args: argparse.Namespace, **where: Any) -> int:
+    import logging
+
+    import distributed  # noqa: F401  (sets its loggers to INFO on import; quiet them below)
+
     from clearcube.pipeline.composite import composite
+
+    if args.verbose < 2:  # the cluster's start-up chatter hides the progress bars
+        logging.getLogger("distributed").setLevel(logging.WARNING)
 
     with _Bars() as bars:
         result = composite(
