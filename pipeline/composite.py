@@ -73,7 +73,12 @@ class CompositeOptions:
     target: str | None = None
     """The composite's date; None: the middle of the period."""
     mask: MaskMethod = "s2cloudless"
-    """Cloud masking route."""
+    """Cloud masking route: s2cloudless (L1C), scl (L2A scene classes) or asset (``mask_asset``)."""
+    mask_asset: str | None = None
+    """``mask="asset"``: the Sentinel-2 items' STAC asset key of a per-pixel class mask (e.g. the
+    demo catalog's ``truth_cloud``: 0 clear, 1 thick, 2 thin cloud, 3 cirrus, 4 shadow)."""
+    mask_values: tuple[int, ...] = (1,)
+    """``mask="asset"``: the values of that mask that mean cloud (or shadow)."""
     resolution: float = 10.0
     """Output pixel size in metres."""
 
@@ -154,7 +159,8 @@ def composite(
         progress: ``progress(stage, done, total)`` callback.
         max_in_flight: inference tasks submitted at once (default: 4 per GPU slot).
         **options: further :class:`CompositeOptions` fields (``dates``, ``samples``, ``seed``,
-            ``target``, ``mask``, ``max_cloud``, ``profile``, ``collections``, ``eta``, ...).
+            ``target``, ``mask``, ``mask_asset``, ``mask_values``, ``max_cloud``, ``profile``,
+            ``collections``, ``eta``, ...).
 
     Raises:
         BadInputError: bad arguments, no data, a checkpoint that does not fit, an output folder
@@ -176,6 +182,7 @@ def composite(
     with connect(client) as dask_client:
         with timer("search"):
             scenes = stages.search_scenes(opts)
+            stages.check_mask_asset(scenes, opts)
         out = claim_output_dir(Path(out_dir), opts)
         with timer("cube"):
             cube_path = stages.build_cube(scenes, opts, out / "cube.zarr", report)
@@ -222,6 +229,8 @@ def make_options(bbox: Sequence[float], start: str, end: str, **kwargs: Any) -> 
     kwargs["checkpoint"] = str(Path(kwargs["checkpoint"]).resolve())
     if kwargs.get("collections") is not None:
         kwargs["collections"] = tuple(kwargs["collections"])
+    if kwargs.get("mask_values") is not None:
+        kwargs["mask_values"] = tuple(int(v) for v in kwargs["mask_values"])
     opts = CompositeOptions(bbox=box, start=str(start), end=str(end), **kwargs)
     if not 0 <= opts.overlap < opts.tile:
         raise BadInputError(
@@ -232,11 +241,27 @@ def make_options(bbox: Sequence[float], start: str, end: str, **kwargs: Any) -> 
     for name, low in (("steps", 1), ("samples", 1), ("dates", 1)):
         if getattr(opts, name) < low:
             raise BadInputError(f"{name} must be >= {low}, got {getattr(opts, name)}")
+    _check_mask(opts)
     if opts.sampler not in ("ddim", "ddpm"):
         raise BadInputError(f"unknown sampler {opts.sampler!r}; pass --sampler ddim or ddpm")
     if not Path(opts.checkpoint).is_file():
         raise BadInputError(f"checkpoint {opts.checkpoint} does not exist; pass --checkpoint PATH")
     return opts
+
+
+def _check_mask(opts: CompositeOptions) -> None:
+    if opts.mask not in ("s2cloudless", "scl", "asset"):
+        raise BadInputError(f"unknown mask {opts.mask!r}; pass --mask s2cloudless, scl or asset")
+    if opts.mask == "asset" and not opts.mask_asset:
+        raise BadInputError(
+            "--mask asset needs the items' mask asset key; pass --mask-asset KEY (e.g. truth_cloud)"
+        )
+    if opts.mask != "asset" and opts.mask_asset:
+        raise BadInputError(
+            f"--mask-asset {opts.mask_asset} is only used with --mask asset; pass --mask asset"
+        )
+    if not opts.mask_values:
+        raise BadInputError("--mask-values is empty; pass the mask values that mean cloud, e.g. 1")
 
 
 def model_spec(opts: CompositeOptions) -> ModelSpec:
@@ -250,6 +275,9 @@ def model_spec(opts: CompositeOptions) -> ModelSpec:
 def options_fingerprint(opts: CompositeOptions) -> dict[str, Any]:
     """The run arguments as stored in ``run.json`` and compared on a rerun."""
     record = asdict(opts)
+    if opts.mask != "asset":  # keeps runs made before the asset route existed resumable
+        record.pop("mask_asset")
+        record.pop("mask_values")
     from clearcube.model.checkpoint import checkpoint_sha256
 
     record["checkpoint_sha256"] = checkpoint_sha256(opts.checkpoint)

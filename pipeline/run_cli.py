@@ -53,7 +53,19 @@ def _model_flags(p: argparse.ArgumentParser, *, steps: int) -> None:
     p.add_argument("--samples", type=int, default=1, help="samples per tile (>= 2: uncertainty)")
     p.add_argument("--dates", type=int, default=3, help="L, dates fused by SeqTIS (3)")
     p.add_argument("--target", default=None, help="composite date (default: mid-period)")
-    p.add_argument("--mask", choices=("s2cloudless", "scl"), default="s2cloudless")
+    p.add_argument(
+        "--mask",
+        choices=("s2cloudless", "scl", "asset"),
+        default="s2cloudless",
+        help="cloud masking: s2cloudless (L1C), scl (L2A classes), asset (--mask-asset)",
+    )
+    p.add_argument(
+        "--mask-asset", default=None, metavar="KEY", help="STAC asset key of a per-pixel mask"
+    )
+    p.add_argument(
+        "--mask-values", nargs="+", type=int, default=[1], metavar="V",
+        help="values of --mask-asset that mean cloud (1)",
+    )  # fmt: skip
     p.add_argument("--tile", type=int, default=256)
     p.add_argument("--overlap", type=int, default=32)
     p.add_argument("--seed", type=int, default=0)
@@ -104,6 +116,8 @@ def _run(args: argparse.Namespace, **where: Any) -> int:
             dates=args.dates,
             target=args.target,
             mask=args.mask,
+            mask_asset=args.mask_asset,
+            mask_values=args.mask_values,
             seed=args.seed,
             **where,
         )

@@ -31,6 +31,8 @@ Report = Callable[[str, int, int], None]
 
 #: Cube attribute recording which masking produced the stored ``cloud`` variable.
 MASK_ATTR = "clearcube_mask"
+#: Cube variable holding the provided mask asset (``mask="asset"``).
+ASSET_VARIABLE = "cloud_asset"
 
 
 def check_checkpoint(opts: CompositeOptions) -> None:
@@ -51,6 +53,22 @@ def search_scenes(opts: CompositeOptions) -> SceneSet:
     )  # fmt: skip
 
 
+def check_mask_asset(scenes: SceneSet, opts: CompositeOptions) -> None:
+    """Refuse ``mask="asset"`` when a Sentinel-2 item lacks the mask asset (before any write)."""
+    if opts.mask != "asset":
+        return
+    items = scenes.s2_items()
+    lacking = sorted(item.id for item in items if opts.mask_asset not in item.assets)
+    if lacking:
+        more = f" and {len(lacking) - 3} more" if len(lacking) > 3 else ""
+        offered = sorted(set.intersection(*(set(item.assets) for item in items)))
+        raise BadInputError(
+            f"mask asset {opts.mask_asset!r} is missing on {len(lacking)} of {len(items)} "
+            f"Sentinel-2 items ({', '.join(lacking[:3])}{more}); pass --mask-asset with one of {offered} "
+            "or use --mask s2cloudless"
+        )
+
+
 def build_cube(scenes: SceneSet, opts: CompositeOptions, path: Path, report: Report) -> Path:
     """Load the scenes onto one grid and write (or resume) the Zarr cube at ``path``."""
     from clearcube.pipeline.cube import load_cube, write_cube
@@ -65,9 +83,25 @@ def build_cube(scenes: SceneSet, opts: CompositeOptions, path: Path, report: Rep
         s1_assets={p: assets.get(p, p.lower()) for p in S1_BANDS},
         resolution=opts.resolution,
         s1_pairing=dict(scenes.pairs),
-        extra_assets={"scl": assets.get("SCL", "scl")} if opts.mask == "scl" else None,
+        extra_assets=_mask_assets(opts, assets),
     )
     return write_cube(cube, path, progress=lambda done, total: report("cube", done, total))
+
+
+def _mask_assets(opts: CompositeOptions, assets: Mapping[str, str]) -> dict[str, str] | None:
+    """The per-date rasters the masking route reads (loaded nearest: they are classes)."""
+    if opts.mask == "scl":
+        return {"scl": assets.get("SCL", "scl")}
+    if opts.mask == "asset":
+        return {ASSET_VARIABLE: str(opts.mask_asset)}
+    return None
+
+
+def mask_key(opts: CompositeOptions) -> str:
+    """What a stored mask was made with; a date is masked again when it differs."""
+    if opts.mask != "asset":
+        return opts.mask
+    return f"asset:{opts.mask_asset}:{','.join(map(str, sorted(opts.mask_values)))}"
 
 
 def choose_dates(
@@ -129,7 +163,7 @@ def mask_dates(
     import zarr
 
     from clearcube.pipeline.cube import open_cube
-    from clearcube.pipeline.masking import mask_clouds
+    from clearcube.pipeline.masking import MaskConfig, mask_clouds
 
     group = zarr.open_group(path, mode="r+")
     cube = open_cube(path)
@@ -144,11 +178,13 @@ def mask_dates(
         template = xr.Dataset({"cloud": (("time", "y", "x"), empty)})
         template.to_zarr(path, mode="a", compute=False, zarr_format=3, consolidated=False)
         masked = {}
-    done = set(masked.get(opts.mask, []))
+    key = mask_key(opts)
+    done = set(masked.get(key, []))
     todo = [i for i in indices if i not in done]
+    cfg = MaskConfig(asset_variable=ASSET_VARIABLE, asset_cloud_values=opts.mask_values)
     for n, i in enumerate(todo):
         report("mask", n, len(todo))
-        cloud = mask_clouds(cube.isel(time=[i]), method=opts.mask)
+        cloud = mask_clouds(cube.isel(time=[i]), method=opts.mask, cfg=cfg)
         # The detector's dask chunks need not match the stored chunks (xarray refuses
         # overlapping region writes), so write along the cube's own chunk grid.
         data = da.asarray(cloud.data).rechunk(group["cloud"].chunks)  # type: ignore[union-attr]
@@ -156,7 +192,9 @@ def mask_dates(
         window = {"time": slice(i, i + 1), "y": slice(None), "x": slice(None)}
         region.to_zarr(path, region=window, zarr_format=3, consolidated=False)
         done.add(i)
-        masked[opts.mask] = sorted(done)
+        # The date's stored mask is now this route's; no other route may claim it.
+        masked = {k: [d for d in v if d != i] for k, v in masked.items()}
+        masked[key] = sorted(done)
         group.attrs[MASK_ATTR] = masked  # after the data: a crash recomputes this date
     report("mask", len(todo), len(todo))
     cube = open_cube(path)
@@ -182,7 +220,8 @@ def mosaic_spec(path: Path, opts: CompositeOptions, selection: DateSelection) ->
         "dates": [str(d) for d in selection.dates],
         "checkpoint": Path(opts.checkpoint).name,
         "values": "reflectance",  # stores from before DN were divided by 10000 must not resume
-        **{k: getattr(opts, k) for k in ("sampler", "steps", "eta", "samples", "seed", "mask")},
+        **{k: getattr(opts, k) for k in ("sampler", "steps", "eta", "samples", "seed")},
+        "mask": mask_key(opts),
     }
     return MosaicSpec(
         plan=plan_tiles(height, width, tile=opts.tile, overlap=opts.overlap),
