@@ -23,7 +23,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from clearcube import BadInputError
+from clearcube import BadInputError, ClearcubeError
 from clearcube.model.checkpoint import read_checkpoint, save_checkpoint
 from clearcube.model.config import ModelConfig
 from clearcube.model.train_config import TrainConfig
@@ -94,9 +94,7 @@ def train(
             losses = loss_fn(net, batch, generator)
         loss = losses["loss"].float().mean()
         if not torch.isfinite(loss):
-            raise FloatingPointError(
-                f"loss became {loss.item()} at step {step}; lower lr or use fp32"
-            )
+            raise ClearcubeError(f"loss became {loss.item()} at step {step}; lower lr or use fp32")
         opt.zero_grad(set_to_none=True)
         scaler.scale(loss).backward()
         scaler.unscale_(opt)

@@ -72,6 +72,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BadInputError as exc:
         print(f"clearcube: error: {exc}", file=sys.stderr)
         return 2
+    except ImportError as exc:  # an optional dependency (missing_dependency gives the install line)
+        print(f"clearcube: error: {exc}", file=sys.stderr)
+        return 2
     except ClearcubeError as exc:
         print(f"clearcube: failed: {exc}", file=sys.stderr)
         return 1

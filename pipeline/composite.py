@@ -180,6 +180,7 @@ def composite(
     # claimed, so a bad input leaves no folder behind that a corrected rerun would refuse.
     stages.check_checkpoint(opts)
     with connect(client) as dask_client:
+        stages.check_gpu_slots(dask_client)
         with timer("search"):
             scenes = stages.search_scenes(opts)
             stages.check_mask_asset(scenes, opts)
@@ -217,7 +218,14 @@ def make_options(bbox: Sequence[float], start: str, end: str, **kwargs: Any) -> 
     from clearcube.catalogs.search import validate_bbox, validate_dates
 
     box = validate_bbox(bbox)
-    validate_dates(start, end)
+    first, last = validate_dates(start, end)
+    if kwargs.get("target") is not None:
+        when, _ = validate_dates(kwargs["target"], kwargs["target"])
+        if not first <= when <= last:
+            raise BadInputError(
+                f"--target {kwargs['target']} lies outside the period {start} .. {end}; "
+                "pass a date inside it or widen the period"
+            )
     known = set(CompositeOptions.__dataclass_fields__)
     unknown = sorted(set(kwargs) - known)
     if unknown:

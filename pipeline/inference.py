@@ -135,6 +135,13 @@ def sample_tile(
     device = resolve_device(spec.device)
     net, cfg, _ = worker_model(spec.checkpoint, device)
     schedule = from_config(cfg.diffusion)
+    # The U-Net needs sides divisible by 2^(levels-1); a region smaller than a tile gives a
+    # tile of any size, so pad (reflect the data, mark the padding unknown) and crop after.
+    h, w = s2.shape[-2:]
+    pad = ((0, 0), (0, 0), (0, -h % cfg.unet.size_multiple), (0, -w % cfg.unet.size_multiple))
+    s2 = np.pad(s2, pad, mode="reflect")
+    s1 = np.pad(s1, pad, mode="reflect")
+    known = np.pad(known, pad[1:], mode="constant", constant_values=False)
     observed = torch.from_numpy(s2_to_model(s2.astype(np.float32)))[None].to(device)
     sar = np.nan_to_num(s1_to_model(s1), nan=0.0)  # no SAR pair: the middle of the range
     sar_t = torch.from_numpy(sar.astype(np.float32))[None].to(device)
@@ -155,7 +162,7 @@ def sample_tile(
                 eta=spec.eta,
                 prediction=cfg.diffusion.prediction,
             )
-            outs.append(s2_from_model(x0[0].float().cpu().numpy()))
+            outs.append(s2_from_model(x0[0, :, :h, :w].float().cpu().numpy()))
     stack = np.stack(outs)
     spread = stack.std(axis=0) if spec.samples > 1 else np.zeros_like(stack[0])
     return stack.mean(axis=0).astype(np.float32), spread.astype(np.float32)

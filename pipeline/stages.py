@@ -14,9 +14,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from clearcube import __version__
-from clearcube.catalogs.bands import S1_BANDS, S2_BANDS
+from clearcube.catalogs.bands import L2A_MISSING, S1_BANDS, S2_BANDS
 from clearcube.errors import BadInputError
-from clearcube.pipeline.dates import DateSelection, select_dates
+from clearcube.pipeline.dates import DateSelection, middle_date, select_dates
 from clearcube.pipeline.inference import DN_PER_REFLECTANCE, TileJob, TileOutcome, infer_tile
 from clearcube.pipeline.mosaic import MosaicSpec, MosaicStore, fingerprint, open_mosaic
 from clearcube.pipeline.scheduling import run_bounded
@@ -39,7 +39,25 @@ def check_checkpoint(opts: CompositeOptions) -> None:
     """Refuse a checkpoint trained on other bands before any data is fetched."""
     from clearcube.model.checkpoint import load_checkpoint
 
-    load_checkpoint(opts.checkpoint, expect_s2_bands=S2_BANDS, expect_s1_bands=S1_BANDS)
+    load_checkpoint(opts.checkpoint, expect_s2_bands=cube_bands(opts), expect_s1_bands=S1_BANDS)
+
+
+def cube_bands(opts: CompositeOptions) -> tuple[str, ...]:
+    """The Sentinel-2 bands the cube will hold: all 13 for L1C, no B10 for L2A (the SCL route)."""
+    return tuple(b for b in S2_BANDS if not (opts.level == "L2A" and b in L2A_MISSING))
+
+
+def check_gpu_slots(client: Any) -> int:
+    """How many tiles the cluster can run at once; refuse a cluster with no ``GPU`` slot at all."""
+    from clearcube.deploy.local import gpu_slots
+
+    slots = gpu_slots(client)
+    if slots == 0:
+        raise BadInputError(
+            "no worker of the Dask cluster advertises a GPU slot, so no tile could run; start "
+            "workers with `dask worker ADDRESS --resources GPU=1` (see deploy/README.md)"
+        )
+    return slots
 
 
 def search_scenes(opts: CompositeOptions) -> SceneSet:
@@ -74,7 +92,7 @@ def build_cube(scenes: SceneSet, opts: CompositeOptions, path: Path, report: Rep
     from clearcube.pipeline.cube import load_cube, write_cube
 
     assets = dict(scenes.profile.assets) if scenes.profile is not None else {}
-    bands = [b for b in S2_BANDS if not (opts.level == "L2A" and b == "B10")]
+    bands = cube_bands(opts)
     cube = load_cube(
         scenes.s2_items(),
         scenes.s1_items_paired(),
@@ -120,7 +138,8 @@ def choose_dates(
     if clear is None:
         cover = np.asarray(cube["cloud_cover"].values, dtype=float)
         clear = np.where(np.isfinite(cover), 1.0 - cover / 100.0, 0.5)
-    selection = select_dates(cube["time"].values, clear, length=opts.dates, target=opts.target)
+    target = opts.target or str(middle_date(opts.start, opts.end))  # the period's middle (issue 4)
+    selection = select_dates(cube["time"].values, clear, length=opts.dates, target=target)
     log.info(
         "fusing %d dates: %s", len(selection.dates), ", ".join(str(d)[:10] for d in selection.dates)
     )
@@ -198,9 +217,11 @@ def mask_dates(
         group.attrs[MASK_ATTR] = masked  # after the data: a crash recomputes this date
     report("mask", len(todo), len(todo))
     cube = open_cube(path)
-    valid = (cube["s2"] > 0).all("band")
-    clear = ((~cube["cloud"]) & valid).mean(("y", "x")).values.astype(float)
-    clear[[i for i in range(clear.size) if i not in done]] = np.nan
+    clear = np.full(cube.sizes["time"], np.nan)
+    have = sorted(done)  # only these dates have masks; reading the others would be wasted I/O
+    dates = cube.isel(time=have)
+    valid = (dates["s2"] > 0).all("band")
+    clear[have] = ((~dates["cloud"]) & valid).mean(("y", "x")).values.astype(float)
     return clear
 
 
@@ -244,7 +265,6 @@ def run_inference(
     max_in_flight: int | None = None,
 ) -> tuple[MosaicStore, dict[str, int]]:
     """Run one GPU-pinned task per pending tile; return the store and the tile counts."""
-    from clearcube.deploy.local import gpu_slots
     from clearcube.pipeline.composite import model_spec
 
     store = open_mosaic(store_path, mosaic_spec(cube, opts, selection))
@@ -266,7 +286,7 @@ def run_inference(
             )
         report("inference", counts["resumed"] + counts["computed"], total)
 
-    slots = max(1, gpu_slots(client))
+    slots = check_gpu_slots(client)
     stats = run_bounded(
         client, infer_tile, jobs, on_result=done,
         max_in_flight=max_in_flight or 4 * slots, resources={"GPU": 1},

@@ -136,3 +136,36 @@ def test_scheduler_that_does_not_answer(
     assert_one_line_error(capsys, f"127.0.0.1:{port}")
     assert elapsed < 30, f"took {elapsed:.0f} s to give up on a closed port"
     assert not out.exists()
+
+
+def test_scl_route_with_a_13_band_checkpoint_is_refused_up_front(
+    tmp_path: Path, runs: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """L2A has no B10: a checkpoint trained on 13 L1C bands cannot run on an SCL-masked cube."""
+    out = tmp_path / "out"
+    assert main(run_cli(runs, out, mask="scl")) == 2
+    assert_one_line_error(capsys, "B10")
+    assert not out.exists()
+
+
+def test_a_target_outside_the_period_is_refused(
+    tmp_path: Path, runs: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "out"
+    assert main(run_cli(runs, out, target="2023-01-01")) == 2
+    assert_one_line_error(capsys, "--target", "outside")
+    assert not out.exists()
+
+
+def test_a_cluster_without_a_gpu_slot_is_refused_before_any_work(
+    tmp_path: Path, runs: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Inference tasks need resources={"GPU": 1}; with no such worker they would wait forever."""
+    from distributed import LocalCluster
+
+    out = tmp_path / "out"
+    # In-process (inproc:// transport, no network), one worker with no resources advertised.
+    with LocalCluster(n_workers=1, processes=False, dashboard_address=None) as cluster:
+        assert main(run_cli(runs, out, scheduler=cluster.scheduler_address)) == 2
+    assert_one_line_error(capsys, "GPU")
+    assert not out.exists()
