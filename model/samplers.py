@@ -242,23 +242,24 @@ def _reverse_chain(
     return x
 
 
+def _frame_noise(
+    frames: Tensor, src: NoiseSource, step: int, stream_of: Callable[[int], int], last: bool
+) -> Tensor:
+    """Per-date noise of a fusion module; zero at the last step (Algorithm 1, lines 4 and 7)."""
+    if last:
+        return torch.zeros_like(frames)
+    return seqtis.draw_frames(
+        src, tuple(frames.shape), step=step, stream_of=stream_of, dtype=frames.dtype,
+        device=frames.device,
+    )  # fmt: skip
+
+
 def _fused_sar(
     cond: SeqTISInputs, schedule: Schedule, k: int, src: NoiseSource, step: int, last: bool
 ) -> Tensor:
     """Ã_t at step k (Eqs. 19-20); ε_a^l = 0 at the last step (Algorithm 1, line 7)."""
-    sar = cond.sar
-    if last:
-        eps_a = torch.zeros_like(sar)
-    else:
-        eps_a = seqtis.draw_frames(
-            src,
-            tuple(sar.shape),
-            step=step,
-            stream_of=noise_mod.sar_stream,
-            dtype=sar.dtype,
-            device=sar.device,
-        )
-    return seqtis.fuse_sar(sar, float(schedule.alphas_cumprod[k]), eps_a)
+    eps_a = _frame_noise(cond.sar, src, step, noise_mod.sar_stream, last)
+    return seqtis.fuse_sar(cond.sar, float(schedule.alphas_cumprod[k]), eps_a)
 
 
 def _fused_known(
@@ -266,15 +267,5 @@ def _fused_known(
 ) -> Tensor:
     """X^known_{t-1} at ᾱ_prev of step k (Eqs. 21-23); ε_x^l = 0 at the last step (line 4)."""
     obs = cond.observed
-    if last:
-        eps_x = torch.zeros_like(obs)
-    else:
-        eps_x = seqtis.draw_frames(
-            src,
-            tuple(obs.shape),
-            step=step,
-            stream_of=noise_mod.optical_stream,
-            dtype=obs.dtype,
-            device=obs.device,
-        )
+    eps_x = _frame_noise(obs, src, step, noise_mod.optical_stream, last)
     return seqtis.fuse_optical(obs, cond.known, float(schedule.alphas_cumprod_prev[k]), eps_x)
