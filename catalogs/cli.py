@@ -17,14 +17,8 @@ from clearcube.catalogs.records import DEFAULT_PAIR_TOLERANCE, SceneSet
 from clearcube.errors import CatalogError
 
 
-def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Add ``search`` and ``catalog {serve,demo-data}`` to the ``clearcube`` parser."""
-    p = subparsers.add_parser(
-        "search",
-        help="find Sentinel-2 scenes (and paired Sentinel-1) in a STAC API",
-        description="Search a STAC API (default: the embedded demo catalog) for Sentinel-2 "
-        "scenes over a bbox and date range, with the nearest Sentinel-1 acquisition paired.",
-    )
+def add_query_arguments(p: argparse.ArgumentParser) -> None:
+    """The catalog query flags shared by ``search``, ``cube`` and ``run``: where and when, and which API."""
     p.add_argument("--bbox", nargs=4, type=float, required=True, metavar=("W", "S", "E", "N"))
     p.add_argument("--start", required=True, help="first day, YYYY-MM-DD (UTC)")
     p.add_argument("--end", required=True, help="last day, YYYY-MM-DD (UTC, inclusive)")
@@ -34,6 +28,17 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument(
         "--collections", nargs="+", default=None, metavar="NAME", help="S2 [S1] collection names"
     )
+
+
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add ``search`` and ``catalog {serve,demo-data}`` to the ``clearcube`` parser."""
+    p = subparsers.add_parser(
+        "search",
+        help="find Sentinel-2 scenes (and paired Sentinel-1) in a STAC API",
+        description="Search a STAC API (default: the embedded demo catalog) for Sentinel-2 "
+        "scenes over a bbox and date range, with the nearest Sentinel-1 acquisition paired.",
+    )
+    add_query_arguments(p)
     p.add_argument("--level", choices=LEVELS, default="L1C", help="Sentinel-2 processing level")
     p.add_argument("--no-s1", action="store_true", help="do not search Sentinel-1")
     p.add_argument("--limit", type=int, default=None, help="keep the N least cloudy S2 scenes")

@@ -8,6 +8,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from clearcube.catalogs.cli import add_query_arguments
+
 log = logging.getLogger(__name__)
 
 
@@ -19,16 +21,8 @@ def register(subparsers: Any) -> None:
         description="Search the catalog, load S2 (and paired S1) onto one 10 m grid, and write "
         "it region by region to a Zarr v3 store. Rerun the same command to resume.",
     )
-    p.add_argument("--bbox", nargs=4, type=float, required=True, metavar=("W", "S", "E", "N"))
-    p.add_argument("--start", required=True, help="first day, e.g. 2024-05-01")
-    p.add_argument("--end", required=True, help="last day (inclusive)")
+    add_query_arguments(p)
     p.add_argument("--out", required=True, type=Path, help="the cube store, e.g. cube.zarr")
-    p.add_argument("--stac-url", default=None, help="STAC API root (default: embedded demo)")
-    p.add_argument(
-        "--profile", default="embedded", help="embedded, earth-search, planetary-computer"
-    )
-    p.add_argument("--collections", nargs="+", default=None, metavar="NAME", help="S2 [S1]")
-    p.add_argument("--max-cloud", type=float, default=None, help="max scene cloud cover, percent")
     p.add_argument("--level", default="L1C", choices=("L1C", "L2A"))
     p.add_argument("--resolution", type=float, default=10.0, help="pixel size in metres")
     p.add_argument("--no-s1", action="store_true", help="do not load Sentinel-1")

@@ -8,6 +8,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from clearcube.catalogs.cli import add_query_arguments
+
 #: The demo's defaults: fast enough for 2 CPU cores in a few minutes, the whole demo region.
 DEMO_STEPS = 10
 DEMO_OUT = Path("out/demo")
@@ -20,16 +22,8 @@ def register(subparsers: Any) -> None:
         help="make a cloud-free composite of a bbox and period",
         description="Search, build the cube, mask clouds, run SeqTIS on every tile, write COGs.",
     )
-    run.add_argument("--bbox", nargs=4, type=float, required=True, metavar=("W", "S", "E", "N"))
-    run.add_argument("--start", required=True, help="first day, YYYY-MM-DD")
-    run.add_argument("--end", required=True, help="last day, YYYY-MM-DD (inclusive)")
+    add_query_arguments(run)
     run.add_argument("--out", type=Path, required=True, help="output folder (a rerun resumes)")
-    run.add_argument(
-        "--stac-url", default=None, help="STAC API (default: the embedded demo catalog)"
-    )
-    run.add_argument("--profile", default="embedded", help="catalog profile when no --stac-url")
-    run.add_argument("--collections", nargs="+", default=None, help="S2 [S1] collections")
-    run.add_argument("--max-cloud", type=float, default=None, help="max scene cloud cover, %%")
     _model_flags(run, steps=50)
     run.add_argument("--json", action="store_true", help="print the result as JSON")
     run.set_defaults(func=run_command)
