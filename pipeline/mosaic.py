@@ -248,7 +248,14 @@ def open_mosaic(path: str | Path, spec: MosaicSpec) -> MosaicStore:
     if path.exists() and not path.is_dir():
         raise BadInputError(f"{path} is a file, not a mosaic store folder; choose another --out")
     if not path.exists() or not any(path.iterdir()):
-        _create(path, spec)
+        # Built beside the target and renamed into place: a crash mid-creation leaves only a
+        # hidden temporary folder, never a half-made store that a rerun would refuse.
+        tmp = path.with_name(f".{path.name}.creating")
+        shutil.rmtree(tmp, ignore_errors=True)
+        _create(tmp, spec)
+        if path.exists():
+            path.rmdir()  # the empty folder checked above
+        tmp.rename(path)
         return MosaicStore(str(path), spec)
     try:
         found = zarr.open_group(path, mode="r").attrs[_ATTR]["spec"]  # type: ignore[index,call-overload]

@@ -130,3 +130,26 @@ def test_store_assembly_equals_blend_for_any_plan_and_chunking(
     fill_mosaic(store, lambda t: {"composite": tiles[t]})
     store.assemble()
     np.testing.assert_allclose(store.array("composite")[:], blend_tiles(plan, tiles), atol=1e-5)
+
+
+def test_a_crash_while_creating_the_store_leaves_nothing_a_rerun_refuses(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Creation happens in a hidden temporary folder; only a finished store is renamed in place."""
+    import clearcube.pipeline.mosaic as mosaic_mod
+
+    plan = plan_tiles(40, 40, tile=16, overlap=4)
+    spec = MosaicSpec(plan=plan, bands=("B02",), fingerprint="run-a")
+    real_create = mosaic_mod._create
+
+    def crash(path: Path, spec: MosaicSpec) -> None:
+        real_create(path, spec)
+        raise OSError("disk full")
+
+    monkeypatch.setattr(mosaic_mod, "_create", crash)
+    with pytest.raises(OSError, match="disk full"):
+        open_mosaic(tmp_path / "mosaic.zarr", spec)
+    assert not (tmp_path / "mosaic.zarr").exists()
+    monkeypatch.setattr(mosaic_mod, "_create", real_create)
+    store = open_mosaic(tmp_path / "mosaic.zarr", spec)  # the rerun creates it cleanly
+    assert len(store.pending()) == len(plan)
