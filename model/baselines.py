@@ -1,4 +1,5 @@
-"""Training-free cloud-removal baselines of the SeqDMs paper (§4.3), plus a temporal median.
+"""Training-free cloud-removal baselines: the SeqDMs paper's (§4.3), a temporal median, the
+clear-mean fill and the per-pixel geometric median (the Digital Earth Australia composite).
 
 Every baseline is a function ``(inputs, cloud) -> (C, H, W)`` of
 
@@ -103,7 +104,73 @@ def temporal_median(
     return np.where(none_clear, other, median)
 
 
+def clear_mean_fill(inputs: Any, cloud: Any) -> np.ndarray:
+    """Mosaicing, with the per-band mean of every clear observation where no date is clear.
+
+    The simplest fill that uses the sample's own data for the gap: what a model must beat in
+    the pixels cloudy in every date. A sample with no clear pixel at all gets 0.5.
+
+    Returns:
+        (C, H, W) float64.
+    """
+    x, c = _check(inputs, cloud)
+    return _mosaic_or(x, c, _band_means(x, c))
+
+
+def _mosaic_or(x: np.ndarray, c: np.ndarray, fill: np.ndarray) -> np.ndarray:
+    """Per-pixel mean of the clear dates; ``fill`` (C,) where no date is clear."""
+    seen = _observed(x, c)[:, None]
+    total = np.where(seen, x, 0.0).sum(axis=0)
+    count = seen.sum(axis=0)
+    return np.where(count > 0, total / np.maximum(count, 1), fill[:, None, None])
+
+
+def geometric_median(
+    inputs: Any, cloud: Any, *, iterations: int = 50, tol: float = 1e-7
+) -> np.ndarray:
+    """Per pixel, the geometric median of the clear dates' spectra (Weiszfeld's algorithm).
+
+    The point m minimising Σ_l ||x_l - m||₂ over the clear dates l, with the C bands as one
+    vector: the composite Digital Earth Australia publishes (Roberts et al. 2017), robust to a
+    missed cloud or shadow in one date, and spectrally consistent (unlike a per-band median).
+    Where no date is clear the pixel takes the clear-mean fill's band means.
+
+    Returns:
+        (C, H, W) float64.
+    """
+    x, c = _check(inputs, cloud)
+    seen = _observed(x, c)  # (L, H, W)
+    w_seen = seen[:, None].astype(np.float64)
+    data = np.where(seen[:, None], x, 0.0)
+    estimate = _mosaic_or(x, c, _band_means(x, c))  # the start: the clear dates' mean
+    for _ in range(iterations):
+        dist = np.sqrt(((data - estimate[None]) ** 2).sum(axis=1, keepdims=True))  # (L, 1, H, W)
+        weight = w_seen / np.maximum(dist, 1e-12)
+        total = weight.sum(axis=0)
+        new = np.where(total > 0, (weight * data).sum(axis=0) / np.maximum(total, 1e-300), estimate)
+        step = float(np.abs(new - estimate).max()) if new.size else 0.0
+        estimate = new
+        if step < tol:
+            break
+    return estimate
+
+
+def _band_means(x: np.ndarray, c: np.ndarray) -> np.ndarray:
+    """(C,) mean of every clear observation per band; 0.5 when nothing is clear."""
+    seen = _observed(x, c)[:, None]
+    count = int(seen.sum())
+    if count == 0:
+        return np.full(x.shape[1], NO_CLEAR_FILL)
+    return np.where(seen, x, 0.0).sum(axis=(0, 2, 3)) / count
+
+
 #: The baselines by their CLI names.
 BASELINES: Mapping[str, Baseline] = MappingProxyType(
-    {"least-cloudy": least_cloudy, "mosaicing": mosaicing, "median": temporal_median}
+    {
+        "least-cloudy": least_cloudy,
+        "mosaicing": mosaicing,
+        "median": temporal_median,
+        "clear-mean": clear_mean_fill,
+        "geomedian": geometric_median,
+    }
 )

@@ -105,6 +105,12 @@ class DiffusionConfig:
     """λ of the hybrid loss L_simple + λ·L_vlb (Eq. 11)."""
     prediction: Literal["eps", "x0", "v"] = "eps"
     """What the network's first C output channels predict (the paper: ε)."""
+    sar_noise: Literal["same_t", "clean"] = "same_t"
+    """How the SAR condition enters: "same_t" diffuses it with the optical step's t (Eq. 18,
+    the paper); "clean" gives the network the clean SAR at every t (a conditional DDPM in the
+    SR3/Palette sense). With "same_t" the SAR is as noisy as the sample exactly when the
+    sample's structure is decided, so a gap's layout comes from the chain's own noise: on the
+    fill test's structured data "clean" fills 4x closer to the truth (see model/README.md)."""
 
     def __post_init__(self) -> None:
         if self.timesteps < 2:
@@ -113,10 +119,42 @@ class DiffusionConfig:
             raise BadInputError(
                 f"DiffusionConfig: schedule {self.schedule!r} unknown; use 'linear' or 'cosine'"
             )
+        if self.sar_noise not in ("same_t", "clean"):
+            raise BadInputError(
+                f"DiffusionConfig: sar_noise {self.sar_noise!r} unknown; use 'same_t' or 'clean'"
+            )
         if self.prediction not in ("eps", "x0", "v"):
             raise BadInputError(
                 f"DiffusionConfig: prediction {self.prediction!r} unknown; use 'eps', 'x0' or 'v'"
             )
+
+
+@dataclass(frozen=True)
+class ScalingConfig:
+    """A per-band affine map from the paper's [-1, 1] data scale to the diffusion space.
+
+    x_diffusion = (x_paper - shift_b) / scale_b. Sentinel-2 reflectance fills only a narrow
+    band of [-1, 1] (land at 0.02-0.4 reflectance is -0.96..-0.2; a demo tile's per-band std
+    is 0.09), so with unit-variance noise the image is drowned after a fifth of the chain.
+    Standardising each band gives the data unit-scale variance. Empty tuples: the identity
+    (the paper, and every checkpoint written before this field existed).
+    """
+
+    s2_shift: tuple[float, ...] = ()
+    """Per optical band: subtracted from the [-1, 1] value (typically the band's mean)."""
+    s2_scale: tuple[float, ...] = ()
+    """Per optical band: the divisor after the shift (typically twice the band's std)."""
+
+    def __post_init__(self) -> None:
+        if len(self.s2_shift) != len(self.s2_scale):
+            raise BadInputError("ScalingConfig: s2_shift and s2_scale need one value per band each")
+        if any(v <= 0 for v in self.s2_scale):
+            raise BadInputError("ScalingConfig: every s2_scale must be > 0")
+
+    @property
+    def is_identity(self) -> bool:
+        """True when no scaling is applied (the paper's convention)."""
+        return not self.s2_shift
 
 
 @dataclass(frozen=True)
@@ -131,8 +169,15 @@ class ModelConfig:
     """Sentinel-2 bands, in the order of the network's optical channels."""
     s1_bands: tuple[str, ...] = S1_BANDS
     """Sentinel-1 polarisations, in the order of the network's SAR channels."""
+    scaling: ScalingConfig = field(default_factory=ScalingConfig)
+    """Map from the [-1, 1] data scale to the diffusion space (identity: the paper)."""
 
     def __post_init__(self) -> None:
+        if not self.scaling.is_identity and len(self.scaling.s2_shift) != len(self.s2_bands):
+            raise BadInputError(
+                f"ModelConfig: scaling has {len(self.scaling.s2_shift)} bands for "
+                f"{len(self.s2_bands)} s2_bands; give one shift and scale per band"
+            )
         if len(self.s2_bands) != self.unet.in_channels:
             raise BadInputError(
                 f"ModelConfig: {len(self.s2_bands)} s2_bands but unet.in_channels="
@@ -161,6 +206,8 @@ class ModelConfig:
             kwargs["diffusion"] = dataclass_from_dict(
                 DiffusionConfig, data["diffusion"], "model.diffusion"
             )
+        if "scaling" in data:
+            kwargs["scaling"] = dataclass_from_dict(ScalingConfig, data["scaling"], "model.scaling")
         for key in ("s2_bands", "s1_bands"):
             if key in data:
                 kwargs[key] = tuple(str(b) for b in data[key])

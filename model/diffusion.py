@@ -98,6 +98,7 @@ def p_mean_variance(
     clip_denoised: bool = True,
     prediction: Prediction = "eps",
     fixed_variance: Literal["large", "small"] = "large",
+    clip_range: tuple[Tensor, Tensor] | None = None,
 ) -> PMeanVar:
     """Turn a network output into the reverse-step Gaussian.
 
@@ -110,6 +111,8 @@ def p_mean_variance(
         prediction: what the first C output channels predict.
         fixed_variance: without learned variance, Σ = β_t ("large", with β̃_1 at the first
             step as in DDPM) or Σ = β̃_t ("small").
+        clip_range: per-channel (lo, hi) broadcastable to x_t, the data range in a scaled
+            diffusion space (:func:`clearcube.model.scaling.clip_bounds`); None: [-1, 1].
     """
     c = x_t.shape[1]
     if output.shape[1] == 2 * c:
@@ -136,7 +139,10 @@ def p_mean_variance(
         )
     pred_x0 = _x0_from_prediction(schedule, pred.to(x_t.dtype), x_t, t, prediction)
     if clip_denoised:
-        pred_x0 = pred_x0.clamp(-1.0, 1.0)
+        if clip_range is None:
+            pred_x0 = pred_x0.clamp(-1.0, 1.0)
+        else:
+            pred_x0 = torch.maximum(torch.minimum(pred_x0, clip_range[1]), clip_range[0])
     mean, _, _ = q_posterior(schedule, pred_x0, x_t, t)
     eps = predict_eps_from_x0(schedule, x_t, t, pred_x0)
     return PMeanVar(mean=mean, variance=var, log_variance=log_var, pred_x0=pred_x0, eps=eps)

@@ -32,7 +32,7 @@ from clearcube.model import seqtis
 from clearcube.model.diffusion import Denoiser, PMeanVar, Prediction, extract, p_mean_variance
 from clearcube.model.noise import NoiseSource
 from clearcube.model.schedule import Schedule, respace
-from clearcube.model.seqtis import SeqTISInputs
+from clearcube.model.seqtis import SarNoise, SeqTISInputs
 
 #: ``progress(done, total)``: called after each of the ``total`` network calls.
 Progress = Callable[[int, int], None]
@@ -52,6 +52,8 @@ def sample_ddpm(
     dtype: torch.dtype = torch.float32,
     device: torch.device | str = "cpu",
     progress: Progress | None = None,
+    clip_range: tuple[Tensor, Tensor] | None = None,
+    sar_noise: SarNoise = "same_t",
 ) -> Tensor:
     """Ancestral sampling x_{t-1} ~ N(μ_θ, Σ_θ) over every step of ``schedule`` (Algorithm 1).
 
@@ -68,6 +70,9 @@ def sample_ddpm(
         prediction: what the network predicts.
         dtype, device: of the sample (taken from ``condition.observed`` when given).
         progress: ``progress(i, K)`` after each step.
+        clip_range: per-channel (lo, hi) of x̂_0 in a scaled diffusion space; None: [-1, 1].
+        sar_noise: "same_t" diffuses the SAR to each step's level (Eqs. 19-20); "clean"
+            passes the dates' mean clean SAR (a model trained with clean SAR).
 
     Returns:
         x_0, (B, C, H, W).
@@ -88,6 +93,8 @@ def sample_ddpm(
         dtype=dtype,
         device=device,
         progress=progress,
+        clip_range=clip_range,
+        sar_noise=sar_noise,
     )
 
 
@@ -104,6 +111,8 @@ def sample_ddim(
     dtype: torch.dtype = torch.float32,
     device: torch.device | str = "cpu",
     progress: Progress | None = None,
+    clip_range: tuple[Tensor, Tensor] | None = None,
+    sar_noise: SarNoise = "same_t",
 ) -> Tensor:
     """DDIM (Song et al. 2021, Eq. 12) over every step of ``schedule``; η = 0 is deterministic.
 
@@ -132,6 +141,8 @@ def sample_ddim(
         dtype=dtype,
         device=device,
         progress=progress,
+        clip_range=clip_range,
+        sar_noise=sar_noise,
     )
 
 
@@ -149,6 +160,8 @@ def sample_seqtis(
     clip_denoised: bool = True,
     prediction: Prediction = "eps",
     progress: Progress | None = None,
+    clip_range: tuple[Tensor, Tensor] | None = None,
+    sar_noise: SarNoise = "same_t",
 ) -> Tensor:
     """Cloud removal by SeqTIS conditional inference (Algorithm 1) for any number of dates L.
 
@@ -166,6 +179,8 @@ def sample_seqtis(
         clip_denoised: clip x̂_0 to [-1, 1].
         prediction: what the network predicts.
         progress: ``progress(i, K)`` after each network call.
+        clip_range: per-channel (lo, hi) of x̂_0 in a scaled diffusion space; None: [-1, 1].
+        sar_noise: the model's SAR conditioning, "same_t" (Eq. 18) or "clean".
 
     Returns:
         (B, C, H, W) the cloud-free estimate X_0; pixels clear in some date equal the mean of
@@ -181,6 +196,8 @@ def sample_seqtis(
         "clip_denoised": clip_denoised,
         "prediction": prediction,
         "progress": progress,
+        "clip_range": clip_range,
+        "sar_noise": sar_noise,
     }
     if sampler == "ddpm":
         return sample_ddpm(net, chain, **common)  # type: ignore[arg-type]
@@ -202,6 +219,8 @@ def _reverse_chain(
     dtype: torch.dtype,
     device: torch.device | str,
     progress: Progress | None,
+    clip_range: tuple[Tensor, Tensor] | None,
+    sar_noise: SarNoise,
 ) -> Tensor:
     src = noise_mod.as_noise_source(noise)
     if condition is not None:
@@ -220,11 +239,21 @@ def _reverse_chain(
         last = k == 0
         t_orig = int(schedule.timestep_map[k])
         kk = torch.full((b,), k, dtype=torch.int64, device=device)
-        cond = empty if condition is None else _fused_sar(condition, schedule, k, src, t_orig, last)
+        cond = (
+            empty
+            if condition is None
+            else _fused_sar(condition, schedule, k, src, t_orig, last, sar_noise)
+        )
         with torch.no_grad():
             out = net(x, torch.full((b,), t_orig, dtype=torch.int64, device=device), cond)
         p = p_mean_variance(
-            schedule, out, x, kk, clip_denoised=clip_denoised, prediction=prediction
+            schedule,
+            out,
+            x,
+            kk,
+            clip_denoised=clip_denoised,
+            prediction=prediction,
+            clip_range=clip_range,
         )
         z = (
             torch.zeros_like(x)
@@ -255,9 +284,20 @@ def _frame_noise(
 
 
 def _fused_sar(
-    cond: SeqTISInputs, schedule: Schedule, k: int, src: NoiseSource, step: int, last: bool
+    cond: SeqTISInputs,
+    schedule: Schedule,
+    k: int,
+    src: NoiseSource,
+    step: int,
+    last: bool,
+    sar_noise: SarNoise,
 ) -> Tensor:
-    """Ã_t at step k (Eqs. 19-20); ε_a^l = 0 at the last step (Algorithm 1, line 7)."""
+    """Ã_t at step k (Eqs. 19-20); ε_a^l = 0 at the last step (Algorithm 1, line 7).
+
+    A model trained on clean SAR (``sar_noise="clean"``) gets the dates' mean clean SAR.
+    """
+    if sar_noise == "clean":
+        return seqtis.fuse_sar(cond.sar, 1.0, torch.zeros_like(cond.sar))
     eps_a = _frame_noise(cond.sar, src, step, noise_mod.sar_stream, last)
     return seqtis.fuse_sar(cond.sar, float(schedule.alphas_cumprod[k]), eps_a)
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 from torch import Tensor
@@ -23,6 +24,8 @@ from clearcube.model.diffusion import LAMBDA_VLB, Denoiser, Prediction, training
 from clearcube.model.noise import NoiseSource
 from clearcube.model.schedule import Schedule
 
+#: How the SAR condition is diffused: with the optical step's t (Eq. 18) or not at all.
+SarNoise = Literal["same_t", "clean"]
 #: s of Eq. 23: keeps the known-region average finite where no date is clear.
 FUSION_OFFSET = 1e-19
 
@@ -148,6 +151,7 @@ def temporal_training_inputs(
     source: NoiseSource | torch.Generator,
     *,
     zero_noise_at_first_step: bool = True,
+    sar_noise: SarNoise = "same_t",
 ) -> tuple[Tensor, Tensor]:
     """The inputs of the cloudy-sequence step (Eq. 28; Algorithm 2, lines 10-24).
 
@@ -163,6 +167,7 @@ def temporal_training_inputs(
             ``STREAM_TRAIN_UNKNOWN``, step 0).
         zero_noise_at_first_step: ε_x^l = ε_a^l = 0 where t is the first step, as Algorithm 2
             lines 11 and 15 write it.
+        sar_noise: "clean" averages the clean SAR dates instead of diffusing them.
 
     Returns:
         X_t (B, C, H, W) and Ã_t (B, Cs, H, W).
@@ -185,7 +190,7 @@ def temporal_training_inputs(
         (b, c, h, w), step=0, stream=noise_mod.STREAM_TRAIN_UNKNOWN, dtype=dt, device=dev
     )
     x_t = merge(region_mask(inputs.known), x_known, x_unknown)  # Eqs. 25-26
-    a_t = fuse_sar(sar, abar, eps_a)  # Eqs. 19-20
+    a_t = _fuse_sar_as(sar, abar, eps_a, sar_noise)  # Eqs. 19-20
     return x_t, a_t
 
 
@@ -201,6 +206,8 @@ def temporal_training_losses(
     lambda_vlb: float = LAMBDA_VLB,
     prediction: Prediction = "eps",
     zero_noise_at_first_step: bool = True,
+    with_cloudy: bool = True,
+    sar_noise: SarNoise = "same_t",
 ) -> dict[str, Tensor]:
     """Per-sample losses of one step of the temporal training strategy (Algorithm 2).
 
@@ -215,6 +222,9 @@ def temporal_training_losses(
         lambda_vlb: λ of Eq. 11.
         prediction: what the network predicts.
         zero_noise_at_first_step: ε = 0 where t is the first step (lines 6-7, 11, 15 as written).
+        with_cloudy: also run the cloudy-sequence step (Eq. 28); ``False`` skips its network call
+            (a training run that gives Eq. 28 no weight) and returns only the clean parts.
+        sar_noise: "same_t" noises the SAR with t (Eq. 18); "clean" conditions on it as is.
 
     Returns:
         ``"loss_clean"`` (Eq. 27) and ``"loss_cloudy"`` (Eq. 28), their ``"mse_*"`` and
@@ -236,12 +246,24 @@ def temporal_training_losses(
     if zero_noise_at_first_step:
         eps, eps_a = _zero_at_first(eps, t), _zero_at_first(eps_a, t)
     abar = schedule.alphas_cumprod.to(dev)[t.to(dev)]
-    a_hat = fuse_sar(target_sar[:, None], abar, eps_a[:, None])  # Eq. 18's noised SAR (L = 1)
+    a_hat = _fuse_sar_as(target_sar[:, None], abar, eps_a[:, None], sar_noise)  # Eq. 18 (L = 1)
     clean = training_losses(
         net, schedule, target, t, a_hat, eps, lambda_vlb=lambda_vlb, prediction=prediction
     )  # Eq. 27
+    if not with_cloudy:
+        return {
+            "loss": clean["loss"],
+            "loss_clean": clean["loss"],
+            "mse_clean": clean["mse"],
+            "vb_clean": clean["vb"],
+        }
     x_t, a_t = temporal_training_inputs(
-        schedule, inputs, t, src, zero_noise_at_first_step=zero_noise_at_first_step
+        schedule,
+        inputs,
+        t,
+        src,
+        zero_noise_at_first_step=zero_noise_at_first_step,
+        sar_noise=sar_noise,
     )
     cloudy = training_losses(
         net, schedule, target, t, a_t, eps, x_t=x_t, lambda_vlb=lambda_vlb, prediction=prediction
@@ -255,6 +277,13 @@ def temporal_training_losses(
         "mse_cloudy": cloudy["mse"],
         "vb_cloudy": cloudy["vb"],
     }
+
+
+def _fuse_sar_as(sar: Tensor, abar: Tensor, noise: Tensor, sar_noise: SarNoise) -> Tensor:
+    """Eqs. 19-20 at ᾱ (``"same_t"``), or the dates' mean clean SAR (``"clean"``)."""
+    if sar_noise == "clean":
+        return sar.mean(dim=1)
+    return fuse_sar(sar, abar, noise)
 
 
 def _zero_at_first(noise: Tensor, t: Tensor) -> Tensor:

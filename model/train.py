@@ -73,6 +73,8 @@ def train(
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     generator = torch.Generator(device=device).manual_seed(cfg.seed)
     start = _maybe_resume(cfg, model_cfg, net, ema, opt, generator, out_dir)
+    if start == 0 and cfg.init:
+        _init_weights(cfg.init, model_cfg, net, ema)
     log.info("training %d parameters on %s from step %d", count_parameters(net), device, start)
 
     amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(cfg.precision)
@@ -110,8 +112,16 @@ def train(
         if step % cfg.log_every == 0 or step == cfg.steps:
             n = (step - start) % cfg.log_every or cfg.log_every
             rate = n / max(time.perf_counter() - timer, 1e-9)
-            log.info("step %d/%d loss %.4f (%.2f steps/s)", step, cfg.steps, window / n, rate)
+            log.info(
+                "step %d/%d loss %.4f (%.2f steps/s, %.1f samples/s)",
+                step,
+                cfg.steps,
+                window / n,
+                rate,
+                rate * cfg.batch_size,
+            )
             logs["steps_per_s"] = rate
+            logs["samples_per_s"] = rate * cfg.batch_size
             timer, window = time.perf_counter(), 0.0
         if (
             val_set is not None
@@ -310,6 +320,21 @@ def _save(
         rng["cuda"] = torch.cuda.get_rng_state()
     extra = {"train_config": cfg.to_dict(), "rng": rng, "logs": dict(logs)}
     save_checkpoint(path, net, model_cfg, step=step, ema=ema, optimizer=opt, extra=extra)
+
+
+def _init_weights(source: str, model_cfg: ModelConfig, net: nn.Module, ema: nn.Module) -> None:
+    """Start from another checkpoint's weights (its EMA when it has one)."""
+    payload = read_checkpoint(source)
+    stored = ModelConfig.from_dict(payload["config"])
+    if stored.unet != model_cfg.unet:
+        raise BadInputError(
+            f"train: init checkpoint {source} has another network shape than this run's; "
+            "use its preset (or model.unet) or drop init"
+        )
+    state = payload["ema"] if payload.get("ema") is not None else payload["state_dict"]
+    net.load_state_dict(state)
+    ema.load_state_dict(state)
+    log.info("initialised from %s (step %d)", source, int(payload["step"]))
 
 
 def _maybe_resume(

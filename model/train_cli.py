@@ -42,6 +42,9 @@ def load_config(path: Path) -> Any:
     data = raw.get("data")
     if isinstance(data, dict) and data.get("path") and not Path(data["path"]).is_absolute():
         raw["data"] = {**data, "path": str((path.parent / data["path"]).resolve())}
+    init = raw.get("init")
+    if isinstance(init, str) and not Path(init).is_absolute():
+        raw["init"] = str((path.parent / init).resolve())
     return TrainConfig.from_dict(raw)
 
 
@@ -63,7 +66,13 @@ def run(args: argparse.Namespace) -> int:
 
         def progress(step: int, total: int, logs: Any) -> None:
             bar.n = step
-            bar.set_postfix(loss=f"{logs.get('loss', float('nan')):.4f}", refresh=False)
+            shown = {"loss": f"{logs.get('loss', float('nan')):.4f}"}
+            if "samples_per_s" in logs:
+                shown["samples/s"] = f"{logs['samples_per_s']:.1f}"
+            for key in ("val_rmse", "val_fill_rmse"):
+                if key in logs:
+                    shown[key] = f"{logs[key]:.4f}"
+            bar.set_postfix(shown, refresh=False)
             bar.refresh()
 
         path = train(cfg, progress=progress)

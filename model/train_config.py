@@ -80,6 +80,10 @@ class TrainConfig:
     resume: str | None = None
     """Checkpoint to resume from (weights, EMA, optimiser, step, RNG); "auto" resumes from
     ``out_dir/last.pt`` when it exists."""
+    init: str | None = None
+    """Checkpoint whose weights (EMA when present) start a new run: fine-tuning. Its U-Net
+    must have this run's shape; its diffusion settings and scaling may differ (they are this
+    run's to choose). Ignored when the run resumes."""
     seed: int = 0
     """Seed of data order, crops and diffusion noise."""
     device: str = "auto"

@@ -13,6 +13,7 @@ from collections.abc import Callable, Mapping
 import torch
 from torch import Tensor, nn
 
+from clearcube.model import scaling
 from clearcube.model.config import ModelConfig
 
 LossFn = Callable[[nn.Module, Mapping[str, Tensor], torch.Generator], dict[str, Tensor]]
@@ -30,6 +31,7 @@ def make_loss_fn(model_cfg: ModelConfig, *, temporal_weight: float = 1.0) -> Los
     def loss_fn(
         net: nn.Module, batch: Mapping[str, Tensor], g: torch.Generator
     ) -> dict[str, Tensor]:
+        batch = _scaled(batch, model_cfg)
         target = batch["target_s2"]
         t = torch.randint(0, sched.num_steps, (target.shape[0],), generator=g, device=target.device)
         out = seqtis.temporal_training_losses(
@@ -42,8 +44,11 @@ def make_loss_fn(model_cfg: ModelConfig, *, temporal_weight: float = 1.0) -> Los
             source=g,
             lambda_vlb=d.lambda_vlb,
             prediction=d.prediction,
+            with_cloudy=temporal_weight != 0,
+            sar_noise=d.sar_noise,
         )
-        out["loss"] = out["loss_clean"] + temporal_weight * out["loss_cloudy"]
+        if temporal_weight != 0:
+            out["loss"] = out["loss_clean"] + temporal_weight * out["loss_cloudy"]
         return out
 
     return loss_fn
@@ -61,13 +66,16 @@ def make_reconstruction_fn(model_cfg: ModelConfig, *, t_fraction: float = 0.25) 
     def recon_fn(
         net: nn.Module, batch: Mapping[str, Tensor], g: torch.Generator
     ) -> dict[str, Tensor]:
+        batch = _scaled(batch, model_cfg)
         target = batch["target_s2"]
         t = torch.full(
             (target.shape[0],), int(t_fraction * (sched.num_steps - 1)), device=target.device
         )
-        x_t, a_t = seqtis.temporal_training_inputs(sched, _inputs(batch), t, g)
+        x_t, a_t = seqtis.temporal_training_inputs(
+            sched, _inputs(batch), t, g, sar_noise=d.sar_noise
+        )
         eps = torch.randn(target.shape, generator=g, device=target.device, dtype=target.dtype)
-        return diffusion.training_losses(
+        out = diffusion.training_losses(
             net,
             sched,
             target,
@@ -78,8 +86,19 @@ def make_reconstruction_fn(model_cfg: ModelConfig, *, t_fraction: float = 0.25) 
             lambda_vlb=d.lambda_vlb,
             prediction=d.prediction,
         )
+        # validate() scores x̂_0 against the paper-scale target of the batch
+        out["pred_x0"] = scaling.from_diffusion(out["pred_x0"], model_cfg.scaling)
+        return out
 
     return recon_fn
+
+
+def _scaled(batch: Mapping[str, Tensor], model_cfg: ModelConfig) -> dict[str, Tensor]:
+    """The batch with its optical tensors mapped into the model's diffusion space."""
+    out = dict(batch)
+    for key in ("target_s2", "inputs_s2"):
+        out[key] = scaling.to_diffusion(batch[key], model_cfg.scaling)
+    return out
 
 
 def _inputs(batch: Mapping[str, Tensor]):  # -> seqtis.SeqTISInputs

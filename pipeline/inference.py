@@ -128,13 +128,11 @@ def sample_tile(
     import torch
 
     from clearcube.model.data.normalize import s1_to_model, s2_from_model, s2_to_model
+    from clearcube.model.fill import fill_gaps
     from clearcube.model.noise import CoordinateNoise
-    from clearcube.model.samplers import sample_seqtis
-    from clearcube.model.schedule import from_config
 
     device = resolve_device(spec.device)
     net, cfg, _ = worker_model(spec.checkpoint, device)
-    schedule = from_config(cfg.diffusion)
     # The U-Net needs sides divisible by 2^(levels-1); a region smaller than a tile gives a
     # tile of any size, so pad (reflect the data, mark the padding unknown) and crop after.
     h, w = s2.shape[-2:]
@@ -150,17 +148,16 @@ def sample_tile(
     with torch.inference_mode():
         for k in range(spec.samples):
             noise = CoordinateNoise(spec.seed, origin=(tile.y0, tile.x0), sample=k)
-            x0 = sample_seqtis(
+            x0 = fill_gaps(
                 net,
-                schedule,
+                cfg,
                 observed=observed,
                 known=known_t,
                 sar=sar_t,
                 generator=noise,
-                sampler=spec.sampler,
+                sampler=spec.sampler,  # type: ignore[arg-type]
                 steps=spec.steps,
                 eta=spec.eta,
-                prediction=cfg.diffusion.prediction,
             )
             outs.append(s2_from_model(x0[0, :, :h, :w].float().cpu().numpy()))
     stack = np.stack(outs)

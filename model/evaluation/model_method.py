@@ -53,11 +53,11 @@ def model_method(
 
     from clearcube.model.checkpoint import load_checkpoint
     from clearcube.model.data.normalize import s1_to_model
-    from clearcube.model.schedule import from_config
 
-    samplers = _sampler_module()
+    _sampler_module()
+    from clearcube.model.fill import fill_gaps
+
     net, cfg, _ = load_checkpoint(checkpoint, device=device)
-    schedule = from_config(cfg.diffusion)
 
     def run(sample: EvalSample) -> np.ndarray:
         generator = torch.Generator(device=device).manual_seed(
@@ -75,16 +75,15 @@ def model_method(
             sar_db = np.nan_to_num(s1_to_model(sample.sar)).astype(np.float32)
         sar = torch.from_numpy(sar_db)[None].to(device)
         with torch.no_grad():
-            x0 = samplers.sample_seqtis(
+            x0 = fill_gaps(
                 net,
-                schedule,
+                cfg,
                 observed=observed,
                 known=known,
                 sar=sar,
                 generator=generator,
-                sampler=sampler,
+                sampler=sampler,  # type: ignore[arg-type]
                 steps=steps,
-                prediction=cfg.diffusion.prediction,
             )
         return ((x0[0].clamp(-1, 1) + 1.0) / 2.0).double().cpu().numpy()
 

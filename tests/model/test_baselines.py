@@ -7,6 +7,8 @@ import pytest
 
 from clearcube.model.baselines import (
     BASELINES,
+    clear_mean_fill,
+    geometric_median,
     least_cloudy,
     least_cloudy_index,
     mosaicing,
@@ -76,3 +78,37 @@ def test_every_baseline_keeps_shape_and_rejects_bad_shapes() -> None:
         assert fn(INPUTS, CLOUD).shape == (1, 1, 3)
         with pytest.raises(ValueError, match="L, C, H, W"):
             fn(INPUTS[0], CLOUD)
+
+
+def test_clear_mean_fill_is_mosaicing_with_the_band_mean_of_every_clear_observation() -> None:
+    out = clear_mean_fill(INPUTS, CLOUD)
+    # pixel 0: mean of 0.1, 0.3, 0.8; pixel 1: mean of 0.2, 0.6; pixel 2 (never clear): the mean
+    # of all five clear observations 0.1, 0.3, 0.8, 0.2, 0.6
+    np.testing.assert_allclose(out[0, 0], [0.4, 0.4, 0.4])
+    everything_cloudy = np.ones_like(CLOUD)
+    np.testing.assert_allclose(clear_mean_fill(INPUTS, everything_cloudy), 0.5)
+    assert BASELINES["clear-mean"] is clear_mean_fill
+
+
+def test_geometric_median_of_one_band_is_the_median() -> None:
+    x = np.array([0.1, 0.2, 0.9, 0.25, 0.3])[:, None, None, None]  # 5 dates, 1 band, 1 px
+    cloud = np.zeros((5, 1, 1), dtype=bool)
+    np.testing.assert_allclose(geometric_median(x, cloud)[0, 0, 0], 0.25, atol=1e-5)
+
+
+def test_geometric_median_satisfies_its_optimality_condition_and_resists_an_outlier() -> None:
+    rng = np.random.default_rng(0)
+    x = rng.uniform(0.1, 0.3, size=(6, 3, 2, 2))
+    x[5] = 5.0  # one wild date (a missed cloud)
+    cloud = np.zeros((6, 2, 2), dtype=bool)
+    m = geometric_median(x, cloud, iterations=500, tol=1e-12)
+    # Weiszfeld's fixed point: the unit vectors towards the points sum to zero
+    diff = x - m[None]
+    unit = diff / np.linalg.norm(diff, axis=1, keepdims=True)
+    np.testing.assert_allclose(unit.sum(axis=0), 0.0, atol=1e-4)
+    assert np.all(m < 0.35)  # the mean would be dragged to ~1
+    # a pixel clear nowhere takes the clear-mean fill
+    cloud[:, 0, 0] = True
+    np.testing.assert_allclose(
+        geometric_median(x, cloud)[:, 0, 0], clear_mean_fill(x, cloud)[:, 0, 0]
+    )
