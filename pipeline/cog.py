@@ -35,6 +35,7 @@ import numpy as np
 
 from clearcube.errors import BadInputError, ClearcubeError
 from clearcube.pipeline.mosaic import MosaicStore
+from clearcube.pipeline.provenance import ProvenanceView
 
 __all__ = ["COMPOSITE", "UNCERTAINTY", "CogEncoding", "quantise", "write_cog", "write_mosaic_cogs"]
 
@@ -74,6 +75,8 @@ COMPOSITE = CogEncoding(dtype="uint16", scale=10000.0, nodata=0)
 """Reflectance as uint16 DN (reflectance × 10000), nodata 0."""
 UNCERTAINTY = CogEncoding(dtype="float32", scale=1.0, nodata=math.nan)
 """Uncertainty as float32 in reflectance units, nodata NaN."""
+PROVENANCE_ENCODING = CogEncoding(dtype="uint16", scale=1.0, nodata=0, resampling="nearest")
+"""Provenance classes 1 observed / 2 fused / 3 generated, nodata 0 (overviews: nearest)."""
 
 
 def quantise(values: np.ndarray, encoding: CogEncoding) -> np.ndarray:
@@ -219,14 +222,20 @@ def write_mosaic_cogs(
     paths: dict[str, Path] = {}
     for name in spec.products:
         step = None if progress is None else (lambda done, total, n=name: progress(n, done, total))
+        source: ArrayLike3D = store.array(name)
+        bands: Sequence[str] = spec.bands
+        encoding = chosen.get(name, UNCERTAINTY)
+        if name == "provenance":
+            source = ProvenanceView(source, store.array("composite"))
+            bands, encoding = ("provenance",), chosen.get(name, PROVENANCE_ENCODING)
         paths[name] = write_cog(
-            store.array(name),
+            source,
             out_dir / f"{name}.tif",
             crs=spec.crs,
             transform=spec.transform,
-            band_names=spec.bands,
+            band_names=bands,
             tags=tags,
-            encoding=chosen.get(name, UNCERTAINTY),
+            encoding=encoding,
             progress=step,
         )
     return paths

@@ -98,6 +98,8 @@ class CompositeResult:
     """The cloud-free composite COG (uint16 reflectance × 10000, 13 bands)."""
     uncertainty_path: Path | None
     """Per-pixel spread over the samples (None with one sample)."""
+    provenance_path: Path | None
+    """Per-pixel provenance: 1 observed, 2 fused, 3 generated, 0 nodata (uint16 COG)."""
     quicklook_path: Path
     """True-colour PNG: the cloudiest input beside the composite."""
     stac_item_path: Path
@@ -105,9 +107,11 @@ class CompositeResult:
     stac_item: Any
     """The same item as a ``pystac.Item``."""
     dates: tuple[str, ...]
-    """Acquisition dates fused (ISO)."""
+    """Candidate acquisition dates (ISO); each tile fuses up to ``dates`` of them."""
     tiles: dict[str, int]
     """Tile counts: total, computed now, resumed (already done), without any clear pixel."""
+    provenance: dict[str, Any] = field(default_factory=dict)
+    """``{"overall": {observed, fused, generated}, "generated_per_tile": {"y0,x0": share}}``."""
     timings: dict[str, float] = field(default_factory=dict)
     """Seconds per stage: search, cube, mask, inference, blend, cog."""
 
@@ -117,10 +121,12 @@ class CompositeResult:
             "out_dir": str(self.out_dir),
             "cog_path": str(self.cog_path),
             "uncertainty_path": str(self.uncertainty_path) if self.uncertainty_path else None,
+            "provenance_path": str(self.provenance_path) if self.provenance_path else None,
             "quicklook_path": str(self.quicklook_path),
             "stac_item_path": str(self.stac_item_path),
             "dates": list(self.dates),
             "tiles": dict(self.tiles),
+            "provenance": self.provenance,
             "timings": {k: round(v, 3) for k, v in self.timings.items()},
         }
 
@@ -202,11 +208,13 @@ def composite(
         out_dir=out,
         cog_path=products["composite"],
         uncertainty_path=products.get("uncertainty"),
+        provenance_path=products.get("provenance"),
         quicklook_path=products["quicklook"],
         stac_item_path=products["item"],
         stac_item=products["stac_item"],
         dates=tuple(str(d)[:10] for d in selection.dates),
         tiles=tiles,
+        provenance=products.get("provenance_report", {}),
         timings=timer.seconds,
     )
     write_run_record(out, opts, result)

@@ -1,10 +1,15 @@
-"""Date selection: which L acquisitions feed SeqTIS for a composite centred on a target date.
+"""Date selection: which acquisitions feed SeqTIS for a composite centred on a target date.
 
 SeqTIS fuses any number L of dates (Eqs. 21–26), so the choice is a data question, not a model
-one: take the dates closest in time to the target that actually show ground, always including
-the target date itself when it was acquired. Selection is global for the region (one set of
-dates for every tile), so neighbouring tiles fuse the same observations and blend without seams;
-tiles that see no clear pixel in any chosen date are reported and filled from SAR by the model.
+one. Two levels:
+
+1. :func:`select_dates` picks the region's *candidates*: the dates nearest in time to the
+   target that show ground (at most a cap), always including the target date itself when it
+   was acquired. Only these are cloud-masked.
+2. :func:`choose_tile_dates` picks, per tile, from the candidates in order of time distance:
+   a date joins when it shows a pixel that the dates already chosen do not, up to ``L`` dates.
+   So the model generates only the pixels cloudy in every candidate that could be used, and a
+   tile that the nearest date sees fully clear fuses that date alone.
 """
 
 from __future__ import annotations
@@ -14,6 +19,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from clearcube.errors import BadInputError
+
+#: The most candidate dates a composite masks and lets its tiles choose from (nearest first).
+MAX_CANDIDATES = 12
 
 
 @dataclass(frozen=True)
@@ -28,6 +36,8 @@ class DateSelection:
     """The chosen acquisition dates, in time order."""
     clear_fraction: tuple[float, ...]
     """Fraction of clear pixels of the region at each chosen date."""
+    preference: tuple[int, ...] = ()
+    """The same positions as ``indices``, nearest the target first (the order tiles pick in)."""
 
 
 def middle_date(start: str | np.datetime64, end: str | np.datetime64) -> np.datetime64:
@@ -76,10 +86,58 @@ def select_dates(
     # Usable dates first, then nearest in time, then clearer, then earlier: a total order,
     # so the selection never depends on the order items came back from the catalog.
     order = np.lexsort((times.astype(np.int64), -clear, distance, ~usable))
-    chosen = np.sort(order[: min(length, times.size)])
+    preferred = order[: min(length, times.size)]
+    chosen = np.sort(preferred)
     return DateSelection(
         target=goal,
         indices=tuple(int(i) for i in chosen),
         dates=tuple(times[chosen]),
         clear_fraction=tuple(float(c) for c in clear[chosen]),
+        preference=tuple(int(i) for i in preferred),
     )
+
+
+def choose_tile_dates(known: np.ndarray, *, max_dates: int) -> tuple[int, ...]:
+    """The candidates one tile fuses: a greedy cover of its pixels, nearest candidates first.
+
+    Use :func:`first_clear` on the chosen dates so that each pixel takes the nearest chosen
+    date that sees it (a pixel clear in the nearest date keeps exactly that observation).
+
+    Args:
+        known: ``(N, h, w)`` bool, True = clear and observed, the tile's N candidates in order of
+            preference (nearest the target first).
+        max_dates: L, the most dates to fuse.
+
+    Returns:
+        Positions into ``known`` of the chosen candidates, in preference order. The first
+        candidate is always chosen (its SAR conditions the tile even when it is cloudy); a
+        later one only when it shows a pixel none of the earlier choices shows.
+    """
+    known = np.asarray(known, dtype=bool)
+    if known.ndim != 3 or known.shape[0] == 0:
+        raise ValueError(f"known must be (N, h, w) with N >= 1, got {known.shape}")
+    if max_dates < 1:
+        raise BadInputError(f"the number of dates must be at least 1, got {max_dates}")
+    chosen = [0]
+    covered = known[0].copy()
+    for n in range(1, known.shape[0]):
+        if len(chosen) == max_dates or covered.all():
+            break
+        if np.any(known[n] & ~covered):
+            chosen.append(n)
+            covered |= known[n]
+    return tuple(chosen)
+
+
+def first_clear(known: np.ndarray) -> np.ndarray:
+    """``known (L, h, w)`` reduced so each pixel is known in its first clear date only.
+
+    SeqTIS averages the clear dates of a pixel (Eq. 23); fed this mask it instead takes the
+    date nearest the target, so the composite keeps the target's own observation where it
+    exists and the later dates only fill what it misses (a priority mosaic of real pixels).
+    """
+    known = np.asarray(known, dtype=bool)
+    earlier = np.logical_or.accumulate(known, axis=0)
+    out = known.copy()
+    out[1:] &= ~earlier[:-1]
+    return out

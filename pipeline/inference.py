@@ -18,7 +18,9 @@ from typing import Any, Literal
 
 import numpy as np
 
+from clearcube.pipeline.dates import choose_tile_dates, first_clear
 from clearcube.pipeline.mosaic import MosaicStore
+from clearcube.pipeline.provenance import provenance_layers
 from clearcube.pipeline.tiles import Tile
 
 Sampler = Literal["ddim", "ddpm"]
@@ -58,9 +60,12 @@ class TileJob:
     tile: Tile
     """The tile to compute."""
     dates: tuple[int, ...]
-    """Indices of the L dates on the cube's time axis (the date selection)."""
+    """Candidate dates on the cube's time axis, nearest the target first; the tile fuses up to
+    ``max_dates`` of them (:func:`~clearcube.pipeline.dates.choose_tile_dates`)."""
     model: ModelSpec
     """How to sample."""
+    max_dates: int = 3
+    """L, the most dates the tile fuses."""
 
 
 @dataclass(frozen=True)
@@ -71,6 +76,10 @@ class TileOutcome:
     """The tile's number in the plan."""
     clear_fraction: float
     """Fraction of the tile's pixels clear in at least one input date (Eq. 25's M̃)."""
+    generated_fraction: float
+    """Fraction of the tile's valid pixels the model generated (cloudy in every fused date)."""
+    dates: tuple[int, ...]
+    """The dates the tile fused (cube time indices, nearest the target first)."""
     seconds: float
     """Wall time of the task on the worker."""
     worker: str
@@ -174,16 +183,22 @@ def infer_tile(job: TileJob) -> TileOutcome:
 
         torch.set_num_threads(int(torch_threads))
     s2, s1, known = read_tile_inputs(job.cube, job.tile, job.dates)
+    picked = list(choose_tile_dates(known, max_dates=job.max_dates))
+    s2, s1, known = s2[picked], s1[picked], first_clear(known[picked])
     composite, spread = sample_tile(s2, s1, known, job.tile, job.model)
+    seen = known.any(axis=0)
     # The store (and the COGs after it) hold reflectance; the composite COG encodes it as DN.
     products = {
         "composite": composite / DN_PER_REFLECTANCE,
         "uncertainty": spread / DN_PER_REFLECTANCE,
+        "provenance": provenance_layers(known),
     }
     job.store.write_tile(job.tile, {p: products[p] for p in job.store.spec.products})
     return TileOutcome(
         number=job.store.spec.plan.number(job.tile),
-        clear_fraction=float(known.any(axis=0).mean()),
+        clear_fraction=float(seen.mean()),
+        generated_fraction=float(1.0 - seen.mean()),
+        dates=tuple(job.dates[i] for i in picked),
         seconds=time.perf_counter() - start,
         worker=_worker_address(),
     )

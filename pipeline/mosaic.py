@@ -65,6 +65,8 @@ class MosaicSpec:
     """:func:`fingerprint` of the run arguments; another value means another run."""
     products: tuple[str, ...] = ("composite", "uncertainty")
     """Products, each ``(band, y, x)`` float32."""
+    layers: tuple[tuple[str, int], ...] = ()
+    """Products whose band axis is not ``bands`` (e.g. ``("provenance", 3)``), with their count."""
     chunk: int = 512
     """Edge of the output chunks in y and x."""
     taper: Taper = "cosine"
@@ -87,9 +89,14 @@ class MosaicSpec:
         fields["plan"] = TilePlan(**fields["plan"])
         fields["bands"] = tuple(fields["bands"])
         fields["products"] = tuple(fields["products"])
+        fields["layers"] = tuple((str(n), int(k)) for n, k in fields.get("layers", ()))
         if fields.get("transform") is not None:
             fields["transform"] = tuple(fields["transform"])
         return cls(**fields)
+
+    def band_count(self, product: str) -> int:
+        """Length of ``product``'s band axis."""
+        return dict(self.layers).get(product, len(self.bands))
 
 
 @dataclass(frozen=True)
@@ -130,9 +137,9 @@ class MosaicStore:
             raise BadInputError(
                 f"tile products {sorted(products)} differ from {list(spec.products)}"
             )
-        expected = (len(spec.bands), *plan.tile_shape)
         number = plan.number(tile)
         for name in spec.products:
+            expected = (spec.band_count(name), *plan.tile_shape)
             data = np.asarray(products[name])
             if data.shape != expected:
                 raise BadInputError(
@@ -163,8 +170,8 @@ class MosaicStore:
                 f"window rows {rows.start}:{rows.stop} cols {cols.start}:{cols.stop} still needs "
                 f"{len(missing)} tiles (first {missing[0]}); finish the tile phase first"
             )
-        shape = (len(spec.bands), rows.stop - rows.start, cols.stop - cols.start)
         for name in spec.products:
+            shape = (spec.band_count(name), rows.stop - rows.start, cols.stop - cols.start)
             scratch = self._array(f"tiles/{name}", "r")
             acc = np.zeros(shape, dtype=np.float64)
             for tile in tiles:
@@ -205,10 +212,11 @@ class MosaicStore:
 
 
 def _create(path: Path, spec: MosaicSpec) -> None:
-    plan, nb = spec.plan, len(spec.bands)
+    plan = spec.plan
     group = zarr.open_group(path, mode="w-", zarr_format=3)
-    chunk = (nb, min(spec.chunk, plan.height), min(spec.chunk, plan.width))
     for name in spec.products:
+        nb = spec.band_count(name)
+        chunk = (nb, min(spec.chunk, plan.height), min(spec.chunk, plan.width))
         group.create_array(
             name,
             shape=(nb, plan.height, plan.width),

@@ -72,8 +72,9 @@ def write_quicklook(
     *,
     max_size: int = 1024,
     percentiles: tuple[float, float] = (2, 98),
+    provenance: Any = None,
 ) -> Path:
-    """Write the before (cloudy input) | after (composite) true-colour PNG; return its path.
+    """Write the before (cloudy input) | after (composite) [| provenance] PNG; return its path.
 
     Args:
         before: ``(band, y, x)`` the cloudiest target-date input (see :func:`cloudiest_date`).
@@ -82,6 +83,9 @@ def write_quicklook(
         path: the PNG to write (replaced atomically).
         max_size: longest side of each panel in pixels.
         percentiles: stretch limits taken from the composite.
+        provenance: ``(1, y, x)`` provenance classes (0/NaN nodata, 1 observed, 2 fused,
+            3 generated; :mod:`clearcube.pipeline.provenance`), drawn as a third panel in
+            green / blue / orange.
     """
     from PIL import Image
 
@@ -92,8 +96,15 @@ def write_quicklook(
     )
     before_rgb, _ = stretch(true_colour(before, band_names, max_size=max_size), limits)
     gap = np.full((after_rgb.shape[0], 8, 3), 255, dtype=np.uint8)
+    panels = [before_rgb, gap, after_rgb]
+    if provenance is not None:
+        from clearcube.pipeline.provenance import PROVENANCE_COLOURS
+
+        step = max(1, math.ceil(max(after.shape[-2:]) / max_size))
+        classes = np.nan_to_num(np.asarray(provenance[:, ::step, ::step], dtype=np.float64)[0])
+        panels += [gap, PROVENANCE_COLOURS[np.clip(classes, 0, 3).astype(np.intp)]]
     path = Path(path)
     part = path.with_name(f".{path.name}.{os.getpid()}.part.png")
-    Image.fromarray(np.concatenate([before_rgb, gap, after_rgb], axis=1)).save(part, format="PNG")
+    Image.fromarray(np.concatenate(panels, axis=1)).save(part, format="PNG")
     os.replace(part, path)
     return path

@@ -122,9 +122,20 @@ def _run(args: argparse.Namespace, **where: Any) -> int:
     print(f"composite    {result.cog_path}")
     if result.uncertainty_path:
         print(f"uncertainty  {result.uncertainty_path}")
+    if result.provenance_path:
+        print(f"provenance   {result.provenance_path}")
     print(f"quicklook    {result.quicklook_path}")
     print(f"stac item    {result.stac_item_path}")
-    print(f"dates fused  {', '.join(result.dates)}")
+    print(f"candidates   {', '.join(result.dates)} (each tile fuses up to {args.dates})")
+    overall = result.provenance.get("overall")
+    if overall:
+        per_tile = result.provenance.get("generated_per_tile", {})
+        worst = max(per_tile.values(), default=0.0)
+        print(
+            f"pixels       {100 * overall['observed']:.1f} % observed, "
+            f"{100 * overall['fused']:.1f} % fused from other dates, "
+            f"{100 * overall['generated']:.1f} % generated (worst tile {100 * worst:.1f} %)"
+        )
     print(
         f"tiles        {tiles['total']} ({tiles['computed']} computed, {tiles['resumed']} resumed, "
         f"{tiles['without_clear']} without a clear pixel)"

@@ -16,9 +16,10 @@ import numpy as np
 from clearcube import __version__
 from clearcube.catalogs.bands import L2A_MISSING, S1_BANDS, S2_BANDS
 from clearcube.errors import BadInputError
-from clearcube.pipeline.dates import DateSelection, middle_date, select_dates
+from clearcube.pipeline.dates import MAX_CANDIDATES, DateSelection, middle_date, select_dates
 from clearcube.pipeline.inference import DN_PER_REFLECTANCE, TileJob, TileOutcome, infer_tile
 from clearcube.pipeline.mosaic import MosaicSpec, MosaicStore, fingerprint, open_mosaic
+from clearcube.pipeline.provenance import PROVENANCE, ProvenanceView, fractions
 from clearcube.pipeline.scheduling import run_bounded
 from clearcube.pipeline.tiles import plan_tiles
 
@@ -125,10 +126,11 @@ def mask_key(opts: CompositeOptions) -> str:
 def choose_dates(
     path: Path, opts: CompositeOptions, clear: np.ndarray | None = None
 ) -> DateSelection:
-    """The L dates SeqTIS fuses: nearest usable dates around the target.
+    """The candidate dates the tiles choose from: the nearest usable dates around the target.
 
+    At most ``max(opts.dates, MAX_CANDIDATES)``; each tile fuses up to ``opts.dates`` of them.
     Without measured ``clear`` fractions the catalog's ``eo:cloud_cover`` ranks the dates, so
-    only the chosen dates need the (slow) cloud detector.
+    only the candidates need the (slow) cloud detector.
     """
     from clearcube.pipeline.cube import open_cube
 
@@ -139,9 +141,12 @@ def choose_dates(
         cover = np.asarray(cube["cloud_cover"].values, dtype=float)
         clear = np.where(np.isfinite(cover), 1.0 - cover / 100.0, 0.5)
     target = opts.target or str(middle_date(opts.start, opts.end))  # the period's middle (issue 4)
-    selection = select_dates(cube["time"].values, clear, length=opts.dates, target=target)
+    length = max(opts.dates, MAX_CANDIDATES)
+    selection = select_dates(cube["time"].values, clear, length=length, target=target)
     log.info(
-        "fusing %d dates: %s", len(selection.dates), ", ".join(str(d)[:10] for d in selection.dates)
+        "candidate dates (each tile fuses up to %d): %s",
+        opts.dates,
+        ", ".join(str(d)[:10] for d in selection.dates),
     )
     return selection
 
@@ -236,9 +241,12 @@ def mosaic_spec(path: Path, opts: CompositeOptions, selection: DateSelection) ->
 
     # The cube stores the GDAL geotransform (c, a, b, f, d, e); the mosaic wants rasterio's order.
     transform = tuple(Affine.from_gdal(*(float(v) for v in cube.attrs["transform"])))[:6]
-    products = ("composite", "uncertainty") if opts.samples > 1 else ("composite",)
+    products: tuple[str, ...] = ("composite", "provenance")
+    if opts.samples > 1:
+        products += ("uncertainty",)
     run = {
         "dates": [str(d) for d in selection.dates],
+        "per_tile_dates": opts.dates,  # stores from before dates were chosen per tile: no resume
         "checkpoint": Path(opts.checkpoint).name,
         "values": "reflectance",  # stores from before DN were divided by 10000 must not resume
         **{k: getattr(opts, k) for k in ("sampler", "steps", "eta", "samples", "seed")},
@@ -249,6 +257,7 @@ def mosaic_spec(path: Path, opts: CompositeOptions, selection: DateSelection) ->
         bands=tuple(str(b) for b in cube["band"].values),
         fingerprint=fingerprint(run),
         products=products,
+        layers=(("provenance", len(PROVENANCE)),),
         crs=crs,
         transform=transform,  # type: ignore[arg-type]
     )
@@ -273,7 +282,10 @@ def run_inference(
     total = len(plan)
     counts = {"total": total, "computed": 0, "resumed": total - len(pending), "without_clear": 0}
     spec = model_spec(opts)
-    jobs = (TileJob(str(cube), store, tile, selection.indices, spec) for tile in pending)
+    candidates = selection.preference or selection.indices
+    jobs = (
+        TileJob(str(cube), store, tile, candidates, spec, max_dates=opts.dates) for tile in pending
+    )
     report("inference", counts["resumed"], total)
 
     def done(job: TileJob, outcome: TileOutcome) -> None:
@@ -281,9 +293,16 @@ def run_inference(
         if outcome.clear_fraction == 0.0:
             counts["without_clear"] += 1
             log.warning(
-                "tile %s has no clear observation on any fused date; filled from SAR by the model",
+                "tile %s has no clear observation on any candidate date; filled from SAR by "
+                "the model",
                 job.tile.index,
             )
+        log.debug(
+            "tile %s fused dates %s, generated %.1f %%",
+            job.tile.index,
+            outcome.dates,
+            100 * outcome.generated_fraction,
+        )
         report("inference", counts["resumed"] + counts["computed"], total)
 
     slots = check_gpu_slots(client)
@@ -350,9 +369,12 @@ def write_products(
     known = ~ds["cloud"].isel(time=chosen).values.astype(bool)
     before = ds["s2"].isel(time=chosen[cloudiest_date(known)]).astype("float32")
     before = before / DN_PER_REFLECTANCE  # the store holds reflectance, the cube DN
+    classes = ProvenanceView(store.array("provenance"), store.array("composite"))
     paths["quicklook"] = write_quicklook(
-        before.values, store.array("composite"), list(store.spec.bands), out / "quicklook.png"
-    )
+        before.values, store.array("composite"), list(store.spec.bands), out / "quicklook.png",
+        provenance=classes,
+    )  # fmt: skip
+    paths["provenance_report"] = provenance_report(classes, store)
     plan = store.spec.plan
     item = build_stac_item(
         item_id=f"clearcube-{out.name or 'composite'}",
@@ -362,13 +384,43 @@ def write_products(
         start=opts.start,
         end=opts.end,
         target=selection.target,
-        assets={k: v for k, v in paths.items() if k in ("composite", "uncertainty", "quicklook")},
+        assets={
+            k: v
+            for k, v in paths.items()
+            if k in ("composite", "uncertainty", "provenance", "quicklook")
+        },
         band_names=list(store.spec.bands),
         properties={f"clearcube:{k}": v for k, v in tags.items()},
     )
     paths["item"] = write_stac_item(item, out / "item.json")
     paths["stac_item"] = item
     return paths
+
+
+def provenance_report(classes: ProvenanceView, store: MosaicStore) -> dict[str, Any]:
+    """Shares of observed / fused / generated pixels, overall and per tile (``"y0,x0"``).
+
+    The overall shares come from the output windows (each pixel once); a tile's share of
+    generated pixels from its whole window (overlaps included).
+    """
+    counts = dict.fromkeys(PROVENANCE, 0.0)
+    for rows, cols in store.output_windows():
+        window = classes[0, rows, cols][0]
+        valid = float(np.sum(np.isfinite(window)))
+        for name, share in fractions(window).items():
+            counts[name] += share * valid
+    pixels = max(sum(counts.values()), 1.0)
+    overall = {name: round(v / pixels, 4) for name, v in counts.items()}
+    per_tile = {
+        f"{tile.y0},{tile.x0}": round(fractions(classes[0, tile.window[0], tile.window[1]][0])[
+            "generated"], 4)
+        for tile in store.spec.plan
+    }  # fmt: skip
+    log.info(
+        "provenance: %.1f %% observed, %.1f %% fused, %.1f %% generated",
+        *(100 * overall[n] for n in PROVENANCE),
+    )
+    return {"overall": overall, "generated_per_tile": per_tile}
 
 
 def product_paths(products: Mapping[str, Any]) -> dict[str, str]:

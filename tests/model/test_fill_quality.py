@@ -28,7 +28,7 @@ from clearcube.model.checkpoint import load_checkpoint
 from clearcube.model.fill import fill_gaps
 from clearcube.model.train import train
 from clearcube.model.train_config import TrainConfig
-from tests.model.fill_fixtures import (
+from fill_fixtures import (
     GAP,
     SCENE,
     ToyScenes,
