@@ -22,11 +22,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-
-from clearcube.model.checkpoint import load_checkpoint
-from clearcube.model.fill import fill_gaps
-from clearcube.model.train import train
-from clearcube.model.train_config import TrainConfig
 from fill_fixtures import (
     GAP,
     SCENE,
@@ -37,6 +32,11 @@ from fill_fixtures import (
     toy_model_config,
     toy_scene,
 )
+
+from clearcube.model.checkpoint import load_checkpoint
+from clearcube.model.fill import fill_gaps
+from clearcube.model.train import train
+from clearcube.model.train_config import TrainConfig
 
 pytestmark = pytest.mark.slow
 

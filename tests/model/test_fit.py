@@ -80,7 +80,7 @@ def test_fit_scores_the_held_out_pixels_before_and_after(base: Path, tmp_path: P
     assert phases == {"before", "train", "after"}
     assert result.held_out_pixels > 0 and result.held_out_samples == 2
     assert math.isfinite(result.rmse_before) and math.isfinite(result.rmse_after)
-    net, cfg, meta = load_checkpoint(result.path)
+    _net, cfg, meta = load_checkpoint(result.path)
     assert cfg == TINY and meta["step"] == 6  # same model, new weights
     record = read_checkpoint(result.path)["extra"]["fit"]
     assert record["rmse_before"] == result.rmse_before

@@ -81,7 +81,7 @@ def test_provenance_labels_observed_fused_and_generated_pixels(
 ) -> None:
     """The provenance COG: 1 where the nearest date is clear, 2 where only the other is, 3
     where neither is (derived here from the stored masks, not from the pipeline)."""
-    s2, known = fused_inputs
+    _s2, known = fused_inputs
     times = [np.datetime64(d, "s") for d in reference_run.dates]
     middle = period_middle(reference_run)
     nearest = min(range(2), key=lambda i: abs(times[i] - middle))
