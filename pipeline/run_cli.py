@@ -45,7 +45,9 @@ def _model_flags(p: argparse.ArgumentParser, *, steps: int) -> None:
     p.add_argument("--sampler", choices=("ddim", "ddpm"), default="ddim")
     p.add_argument("--steps", type=int, default=steps, help=f"reverse steps ({steps})")
     p.add_argument("--samples", type=int, default=1, help="samples per tile (>= 2: uncertainty)")
-    p.add_argument("--dates", type=int, default=3, help="L, dates fused by SeqTIS (3)")
+    p.add_argument(
+        "--dates", type=int, default=3, help="L, the most dates a tile fuses (3), nearest first"
+    )
     p.add_argument("--target", default=None, help="composite date (default: mid-period)")
     p.add_argument(
         "--mask",
