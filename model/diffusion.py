@@ -251,6 +251,7 @@ def training_losses(
     x_t: Tensor | None = None,
     lambda_vlb: float = LAMBDA_VLB,
     prediction: Prediction = "eps",
+    weight: Tensor | None = None,
 ) -> dict[str, Tensor]:
     """Per-sample hybrid loss L_simple + λ·L_vlb (Eq. 11; Eq. 18 with the SAR in ``cond``).
 
@@ -265,6 +266,8 @@ def training_losses(
             the fused cloudy sequence and the target is still the clean pair's ε_x̂.
         lambda_vlb: λ of Eq. 11.
         prediction: what the network predicts.
+        weight: (B, 1, H, W) per-pixel weight of both terms (1 = a pixel whose target is
+            known); None weighs every pixel. Fitting on partly observed targets uses it.
 
     Returns:
         ``"mse"``: L_simple; ``"vb"``: T·L_{t-1}, the one-sample estimate of L_vlb (bits/dim),
@@ -277,10 +280,14 @@ def training_losses(
     output = call_net(net, schedule, x_t, t, cond)
     c = x0.shape[1]
     target = prediction_target(schedule, x0, noise, t, prediction)
-    mse = (output[:, :c] - target).square().flatten(1).mean(1)
+    mse = _mean(output[:, :c] - target, weight, square=True)
     if output.shape[1] == 2 * c:
         frozen = torch.cat([output[:, :c].detach(), output[:, c:]], dim=1)
-        vb = vb_terms_bpd(schedule, frozen, x0, x_t, t, prediction=prediction) * schedule.num_steps
+        if weight is None:
+            vb = vb_terms_bpd(schedule, frozen, x0, x_t, t, prediction=prediction)
+        else:
+            vb = _weighted_vb(schedule, frozen, x0, x_t, t, prediction, weight)
+        vb = vb * schedule.num_steps
     elif output.shape[1] == c:
         vb = torch.zeros_like(mse)
     else:
@@ -291,3 +298,34 @@ def training_losses(
     with torch.no_grad():
         pred_x0 = _x0_from_prediction(schedule, output[:, :c].to(x_t.dtype), x_t, t, prediction)
     return {"loss": mse + lambda_vlb * vb, "mse": mse, "vb": vb, "pred_x0": pred_x0}
+
+
+def _mean(values: Tensor, weight: Tensor | None, *, square: bool = False) -> Tensor:
+    """Per-sample mean of ``values`` (B, C, H, W) (squared first), weighted per pixel."""
+    v = values.square() if square else values
+    if weight is None:
+        return v.flatten(1).mean(1)
+    w = weight.to(v.dtype).expand_as(v)
+    return (v * w).flatten(1).sum(1) / w.flatten(1).sum(1).clamp(min=1.0)
+
+
+def _weighted_vb(
+    schedule: Schedule,
+    output: Tensor,
+    x0: Tensor,
+    x_t: Tensor,
+    t: Tensor,
+    prediction: Prediction,
+    weight: Tensor,
+) -> Tensor:
+    """:func:`vb_terms_bpd` with a per-pixel weight (bits per weighted dimension)."""
+    true_mean, _, true_log_var = q_posterior(schedule, x0, x_t, t)
+    p = p_mean_variance(schedule, output, x_t, t, clip_denoised=False, prediction=prediction)
+    kl = _mean(normal_kl(true_mean, true_log_var, p.mean, p.log_variance), weight)
+    nll = _mean(
+        -discretized_gaussian_log_likelihood(
+            x0, means=p.mean, log_scales=0.5 * p.log_variance.expand_as(p.mean)
+        ),
+        weight,
+    )
+    return torch.where(t.to(kl.device) == 0, nll, kl) / math.log(2.0)

@@ -208,6 +208,7 @@ def temporal_training_losses(
     zero_noise_at_first_step: bool = True,
     with_cloudy: bool = True,
     sar_noise: SarNoise = "same_t",
+    weight: Tensor | None = None,
 ) -> dict[str, Tensor]:
     """Per-sample losses of one step of the temporal training strategy (Algorithm 2).
 
@@ -225,6 +226,7 @@ def temporal_training_losses(
         with_cloudy: also run the cloudy-sequence step (Eq. 28); ``False`` skips its network call
             (a training run that gives Eq. 28 no weight) and returns only the clean parts.
         sar_noise: "same_t" noises the SAR with t (Eq. 18); "clean" conditions on it as is.
+        weight: (B, 1, H, W) per-pixel loss weight of the clean step (1 = target known).
 
     Returns:
         ``"loss_clean"`` (Eq. 27) and ``"loss_cloudy"`` (Eq. 28), their ``"mse_*"`` and
@@ -248,8 +250,9 @@ def temporal_training_losses(
     abar = schedule.alphas_cumprod.to(dev)[t.to(dev)]
     a_hat = _fuse_sar_as(target_sar[:, None], abar, eps_a[:, None], sar_noise)  # Eq. 18 (L = 1)
     clean = training_losses(
-        net, schedule, target, t, a_hat, eps, lambda_vlb=lambda_vlb, prediction=prediction
-    )  # Eq. 27
+        net, schedule, target, t, a_hat, eps, lambda_vlb=lambda_vlb, prediction=prediction,
+        weight=weight,
+    )  # Eq. 27  # fmt: skip
     if not with_cloudy:
         return {
             "loss": clean["loss"],

@@ -46,6 +46,7 @@ def make_loss_fn(model_cfg: ModelConfig, *, temporal_weight: float = 1.0) -> Los
             prediction=d.prediction,
             with_cloudy=temporal_weight != 0,
             sar_noise=d.sar_noise,
+            weight=batch.get("weight"),
         )
         if temporal_weight != 0:
             out["loss"] = out["loss_clean"] + temporal_weight * out["loss_cloudy"]

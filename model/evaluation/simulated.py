@@ -6,7 +6,7 @@ other dates nearest in time, with their own simulated clouds, exactly as the pip
 selection fuses them; the target date is never among the inputs.
 
     python -m clearcube.model.evaluation.simulated OUT_DIR   # writes .npz samples
-    clearcube evaluate --data OUT_DIR --methods least-cloudy,mosaicing,median,model \
+    clearcube evaluate --data OUT_DIR --methods least-cloudy,mosaicing,median,clear-mean,geomedian,model \
         --checkpoint model/checkpoints/demo.pt --lengths 3
 """
 

@@ -122,7 +122,13 @@ def test_evaluate_cli_writes_parseable_reports(tiny_set: Path, tmp_path: Path) -
         "by_source": {"synthetic": 3},
     }
     table1 = summary["tables"]["table1"]
-    assert [r["method"] for r in table1] == ["least-cloudy", "mosaicing", "median"]
+    assert [r["method"] for r in table1] == [
+        "least-cloudy",
+        "mosaicing",
+        "median",
+        "clear-mean",
+        "geomedian",
+    ]  # the default: every baseline
     assert all(r["length"] == 2 and r["n"] == 1 for r in table1)
     with (out / "summary.csv").open() as f:
         rows = list(csv.DictReader(f))
@@ -130,7 +136,7 @@ def test_evaluate_cli_writes_parseable_reports(tiny_set: Path, tmp_path: Path) -
     assert [r["length"] for r in by_length] == ["2", "3"] and by_length[1]["n"] == "2"
     assert all(math.isfinite(float(r["ssim"])) for r in rows)
     with (out / "samples.csv").open() as f:
-        assert len(list(csv.DictReader(f))) == 3 * 3
+        assert len(list(csv.DictReader(f))) == 3 * 5  # 3 samples x the 5 default baselines
     markdown = (out / "report.md").read_text()
     assert "## Table 1" in markdown and "NRMSE(Cloudy)" in markdown
     assert docs.read_text() == markdown
