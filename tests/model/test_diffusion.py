@@ -201,3 +201,32 @@ def test_training_losses_uses_a_given_x_t_and_refuses_bad_outputs() -> None:
         d.training_losses(
             lambda x, t, c: torch.zeros(1, 3, 2, 2, dtype=F64), sched, x0, torch.tensor([3]), x0, x0
         )
+
+
+def test_pixel_weight_of_ones_is_the_plain_loss_and_zero_weight_pixels_do_not_count() -> None:
+    sched = make_schedule("cosine", 40)
+    g = torch.Generator().manual_seed(0)
+    x0 = torch.rand(2, 3, 8, 8, generator=g, dtype=torch.float64) * 2 - 1
+    noise = torch.randn(x0.shape, generator=g, dtype=torch.float64)
+    t = torch.tensor([0, 17])
+
+    def net(x_t: torch.Tensor, tt: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        return torch.cat([0.5 * x_t, torch.tanh(x_t)], dim=1)  # a fixed, input-dependent "net"
+
+    cond = torch.zeros(2, 0, 8, 8, dtype=torch.float64)
+    plain = d.training_losses(net, sched, x0, t, cond, noise, prediction="v")
+    ones = d.training_losses(net, sched, x0, t, cond, noise, prediction="v",
+                             weight=torch.ones(2, 1, 8, 8))  # fmt: skip
+    for key in ("mse", "vb", "loss"):
+        torch.testing.assert_close(ones[key], plain[key])
+    # the loss of a half-weighted image ignores the other half's target, whatever it holds
+    weight = torch.zeros(2, 1, 8, 8)
+    weight[..., :4] = 1
+    x_t = d.q_sample(sched, x0, t, noise)
+    other = x0.clone()
+    other[..., 4:] = -x0[..., 4:]
+    a = d.training_losses(net, sched, x0, t, cond, noise, x_t=x_t, prediction="x0", weight=weight)
+    b = d.training_losses(net, sched, other, t, cond, noise, x_t=x_t, prediction="x0",
+                          weight=weight)  # fmt: skip
+    torch.testing.assert_close(a["mse"], b["mse"])
+    assert not torch.allclose(a["mse"], plain["mse"])
