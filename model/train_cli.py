@@ -69,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
             shown = {"loss": f"{logs.get('loss', float('nan')):.4f}"}
             if "samples_per_s" in logs:
                 shown["samples/s"] = f"{logs['samples_per_s']:.1f}"
-            for key in ("val_rmse", "val_fill_rmse"):
+            for key in ("val_fill_rmse", "val_clear_mean_rmse"):
                 if key in logs:
                     shown[key] = f"{logs[key]:.4f}"
             bar.set_postfix(shown, refresh=False)

@@ -172,3 +172,17 @@ def test_train_config_round_trip_and_errors():
     with pytest.raises(ValueError, match="unknown key"):
         TrainConfig.from_dict({"data": {"pth": "x"}})
     assert dataclasses.replace(cfg, steps=3).steps == 3
+
+
+def test_validation_fills_score_the_model_beside_the_clear_mean_fill() -> None:
+    from clearcube.model.train import validate_fills
+
+    cube = _cube(size=48)
+    val = CubeDataset(cube, seq_len=2, patch_size=32, samples_per_date=2, seed=3)
+    cfg = TrainConfig(model=TINY, batch_size=2, device="cpu")
+    from clearcube.model.unet import UNet
+
+    logs = validate_fills(UNet(TINY.unet), TINY, val, cfg, torch.device("cpu"), steps=2)
+    for name in ("fill", "clear_mean"):
+        assert {f"val_{name}_ssim", f"val_{name}_sam"} <= set(logs)
+        assert all(np.isfinite(v) for v in logs.values())
