@@ -39,7 +39,13 @@ the fewest cloudy pixels; *mosaicing* averages the clear dates per pixel (0.5 wh
 *median* takes the per-pixel median of the clear dates (0.5 where none is clear); *clear-mean* is
 mosaicing with the per-band mean of all clear observations where no date is clear; *geomedian* is the
 per-pixel geometric median of the clear dates' spectra (Weiszfeld; the Digital Earth Australia
-composite), with the clear-mean fill where no date is clear.
+composite), with the clear-mean fill where no date is clear. *fitted* is the model fine-tuned to
+the region as `clearcube fit` would, cross-fitted so no scored pixel is ever trained on: the
+Sen1Floods11 tiles are split into two chessboard folds, each fold is filled by the checkpoint
+fine-tuned (300 steps) on the other fold's pixels that its inputs show as clear (loss weight 0
+on pixels hidden in every input); eo-learn samples (no SAR, one small area) are not part of that
+protocol and are left out of its row (`n`). This is the one training use of the evaluation-only
+Sen1Floods11 scene that the data's README allows.
 
 **Reading the tables.** Rows with the target date among the inputs are easy: its clear pixels
 are the target itself (for Sen1Floods11, a single date, that is every sample, so mosaicing is
