@@ -13,6 +13,7 @@ from __future__ import annotations
 import functools
 import os
 import time
+import warnings
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -150,7 +151,7 @@ def sample_tile(
     s1 = np.pad(s1, pad, mode="reflect")
     known = np.pad(known, pad[1:], mode="constant", constant_values=False)
     observed = torch.from_numpy(s2_to_model(s2.astype(np.float32)))[None].to(device)
-    sar = np.nan_to_num(s1_to_model(s1), nan=0.0)  # no SAR pair: the middle of the range
+    sar = _fill_missing_sar(s1_to_model(s1))
     sar_t = torch.from_numpy(sar.astype(np.float32))[None].to(device)
     known_t = torch.from_numpy(known)[None, :, None].to(device)
     outs = []
@@ -172,6 +173,17 @@ def sample_tile(
     stack = np.stack(outs)
     spread = stack.std(axis=0) if spec.samples > 1 else np.zeros_like(stack[0])
     return stack.mean(axis=0).astype(np.float32), spread.astype(np.float32)
+
+
+def _fill_missing_sar(sar: np.ndarray) -> np.ndarray:
+    """``(L, Cs, h, w)`` SAR with each date's missing values (NaN: no S1 pair) taken from the
+    mean of the dates that have one, so the dates' mean (Eq. 20) is the mean of real SAR; the
+    middle of the range (0) only where no date has SAR."""
+    with np.errstate(invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN pixels: handled below
+        mean = np.nanmean(sar, axis=0, keepdims=True)
+    filled = np.where(np.isnan(sar), mean, sar)
+    return np.nan_to_num(filled, nan=0.0).astype(np.float32)
 
 
 def infer_tile(job: TileJob) -> TileOutcome:
