@@ -25,12 +25,20 @@ TRUE_COLOUR: tuple[str, str, str] = ("B04", "B03", "B02")
 """Red, green and blue Sentinel-2 bands."""
 
 
-def cloudiest_date(known: np.ndarray) -> int:
-    """Index of the date with the fewest clear pixels; ``known (time, y, x)``, True = clear."""
+def cloudiest_date(known: np.ndarray, *, min_clear: float = 0.0) -> int:
+    """Index of the date with the fewest clear pixels; ``known (time, y, x)``, True = clear.
+
+    Dates whose clear fraction is at or below ``min_clear`` are passed over while another date
+    is left (a fully cloudy panel shows nothing of what the composite replaced).
+    """
     known = np.asarray(known, dtype=bool)
     if known.ndim != 3 or known.shape[0] == 0:
         raise BadInputError(f"known must be (time, y, x) with at least one date, got {known.shape}")
-    return int(np.argmin(known.reshape(known.shape[0], -1).mean(axis=1)))
+    clear = known.reshape(known.shape[0], -1).mean(axis=1)
+    shows = clear > min_clear
+    if shows.any():
+        clear = np.where(shows, clear, np.inf)
+    return int(np.argmin(clear))
 
 
 def true_colour(image: Any, band_names: Sequence[str], *, max_size: int = 1024) -> np.ndarray:

@@ -367,7 +367,8 @@ def write_products(
     ds = open_cube(cube)
     chosen = list(selection.indices)
     known = ~ds["cloud"].isel(time=chosen).values.astype(bool)
-    before = ds["s2"].isel(time=chosen[cloudiest_date(known)]).astype("float32")
+    # the cloudiest candidate that still shows some ground: what the composite replaced
+    before = ds["s2"].isel(time=chosen[cloudiest_date(known, min_clear=0.05)]).astype("float32")
     before = before / DN_PER_REFLECTANCE  # the store holds reflectance, the cube DN
     classes = ProvenanceView(store.array("provenance"), store.array("composite"))
     paths["quicklook"] = write_quicklook(

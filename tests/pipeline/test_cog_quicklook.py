@@ -39,6 +39,10 @@ def test_cloudiest_date() -> None:
     known[2, :4] = False
     known[1, :1] = False
     assert cloudiest_date(known) == 2
+    known[3] = False  # a fully cloudy date is the cloudiest, but shows nothing
+    assert cloudiest_date(known) == 3
+    assert cloudiest_date(known, min_clear=0.05) == 2
+    assert cloudiest_date(np.zeros((2, 3, 3), dtype=bool), min_clear=0.05) == 0  # nothing shows
 
 
 def test_write_quicklook_side_by_side_with_shared_stretch(tmp_path: Path) -> None:
