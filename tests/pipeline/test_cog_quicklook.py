@@ -39,8 +39,11 @@ def test_cloudiest_date() -> None:
     known[2, :4] = False
     known[1, :1] = False
     assert cloudiest_date(known) == 2
-    known[3] = False  # a fully cloudy date is the cloudiest, but shows nothing
-    assert cloudiest_date(known) == 3
+    known[3] = False  # a fully cloudy date is the cloudiest, but shows nothing: passed over
+    assert cloudiest_date(known) == 2
+    known[0] = False
+    known[0, 0, 0] = True  # 4 % clear
+    assert cloudiest_date(known) == 0
     assert cloudiest_date(known, min_clear=0.05) == 2
     assert cloudiest_date(np.zeros((2, 3, 3), dtype=bool), min_clear=0.05) == 0  # nothing shows
 
