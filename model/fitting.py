@@ -113,7 +113,8 @@ def fit(
     if not 0.0 < held_out < 0.5:
         raise BadInputError(f"fit: held_out must be in (0, 0.5), got {held_out}")
     base_net, cfg, meta = load_checkpoint(checkpoint)
-    data = _with_masks(cube if isinstance(cube, xr.Dataset) else xr.open_zarr(cube), cfg)
+    opened = cube if isinstance(cube, xr.Dataset) else xr.open_zarr(cube, consolidated=False)
+    data = _with_masks(opened, cfg)
     width = data.sizes["x"]
     strip = round(held_out * width)
     eval_patch = min(128, strip, data.sizes["y"])
