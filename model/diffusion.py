@@ -137,7 +137,7 @@ def p_mean_variance(
             f"network output has {output.shape[1]} channels for {c} input channels; "
             f"expected {c} or {2 * c} (learned variance)"
         )
-    pred_x0 = _x0_from_prediction(schedule, pred.to(x_t.dtype), x_t, t, prediction)
+    pred_x0 = x0_from_prediction(schedule, pred.to(x_t.dtype), x_t, t, prediction)
     if clip_denoised:
         if clip_range is None:
             pred_x0 = pred_x0.clamp(-1.0, 1.0)
@@ -148,9 +148,10 @@ def p_mean_variance(
     return PMeanVar(mean=mean, variance=var, log_variance=log_var, pred_x0=pred_x0, eps=eps)
 
 
-def _x0_from_prediction(
+def x0_from_prediction(
     schedule: Schedule, pred: Tensor, x_t: Tensor, t: Tensor, prediction: Prediction
 ) -> Tensor:
+    """x̂_0 from the network's first C output channels, for any ``prediction`` type."""
     if prediction == "eps":
         return predict_x0_from_eps(schedule, x_t, t, pred)
     if prediction == "x0":
@@ -296,7 +297,7 @@ def training_losses(
             f"expected {c} or {2 * c}"
         )
     with torch.no_grad():
-        pred_x0 = _x0_from_prediction(schedule, output[:, :c].to(x_t.dtype), x_t, t, prediction)
+        pred_x0 = x0_from_prediction(schedule, output[:, :c].to(x_t.dtype), x_t, t, prediction)
     return {"loss": mse + lambda_vlb * vb, "mse": mse, "vb": vb, "pred_x0": pred_x0}
 
 

@@ -6,7 +6,9 @@ region's own clear pixels do. :func:`fit` fine-tunes a checkpoint on a clearcube
 * targets are the cube's clear dates (cloud fraction ≤ ``clear_threshold``); inputs are other
   dates with their real clouds, or (half the samples) the target itself under other dates'
   real cloud masks, so every gap has exact ground truth; the SAR of the same dates is the
-  condition (:class:`~clearcube.model.data.cube_dataset.CubeDataset`);
+  condition (:class:`~clearcube.model.data.cube_dataset.CubeDataset`). The loss is the clean
+  pair's (Eq. 27) plus the multi-date step in its consistent form (x̂_0 of the fused input
+  against the target), which trains the very task the held-out figure measures;
 * a fixed share of the region, the last ``held_out`` fraction of its columns, is held out:
   no training crop touches it. Before and after training the same held-out samples (a clear
   target, real cloudy inputs) are filled with SeqTIS and scored by RMSE over the pixels cloudy
@@ -84,6 +86,7 @@ def fit(
     clear_threshold: float = 0.05,
     eval_samples: int = 12,
     eval_steps: int = 10,
+    temporal_weight: float = 1.0,
     seed: int = 0,
     device: str = "auto",
     progress: FitProgress | None = None,
@@ -101,6 +104,8 @@ def fit(
         clear_threshold: largest cloud fraction of a target date.
         eval_samples: held-out samples scored before and after.
         eval_steps: DDIM steps of the held-out fills.
+        temporal_weight: weight of the multi-date step (the consistent Eq. 28: fill the target
+            from the other dates' clear pixels and SAR, scored in x̂_0 space) beside Eq. 27.
         seed: data order, crops, noise.
         device: "auto", "cpu", "cuda"...
         progress: ``progress(phase, done, total)``.
@@ -149,7 +154,8 @@ def fit(
     with tempfile.TemporaryDirectory(prefix=".fit-", dir=Path(out).parent or ".") as run_dir:
         run = TrainConfig(
             model=cfg, steps=steps, batch_size=batch_size, lr=lr, ema_rate=0.99,
-            temporal_weight=0.0, checkpoint_every=max(steps, 1), validate_every=0,
+            temporal_weight=temporal_weight, temporal_target="consistent",
+            checkpoint_every=max(steps, 1), validate_every=0,
             log_every=max(1, steps // 10), out_dir=run_dir, init=str(checkpoint), seed=seed,
             device=str(dev),
         )  # fmt: skip

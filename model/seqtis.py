@@ -20,12 +20,21 @@ from torch import Tensor
 
 from clearcube import BadInputError
 from clearcube.model import noise as noise_mod
-from clearcube.model.diffusion import LAMBDA_VLB, Denoiser, Prediction, training_losses
+from clearcube.model.diffusion import (
+    LAMBDA_VLB,
+    Denoiser,
+    Prediction,
+    call_net,
+    training_losses,
+    x0_from_prediction,
+)
 from clearcube.model.noise import NoiseSource
 from clearcube.model.schedule import Schedule
 
 #: How the SAR condition is diffused: with the optical step's t (Eq. 18) or not at all.
 SarNoise = Literal["same_t", "clean"]
+#: What the cloudy-sequence step (Eq. 28) regresses: the paper's ε_x̂, or X̂_0 in x̂_0 space.
+TemporalTarget = Literal["paper", "consistent"]
 #: s of Eq. 23: keeps the known-region average finite where no date is clear.
 FUSION_OFFSET = 1e-19
 
@@ -209,6 +218,7 @@ def temporal_training_losses(
     with_cloudy: bool = True,
     sar_noise: SarNoise = "same_t",
     weight: Tensor | None = None,
+    temporal_target: TemporalTarget = "paper",
 ) -> dict[str, Tensor]:
     """Per-sample losses of one step of the temporal training strategy (Algorithm 2).
 
@@ -227,6 +237,13 @@ def temporal_training_losses(
             (a training run that gives Eq. 28 no weight) and returns only the clean parts.
         sar_noise: "same_t" noises the SAR with t (Eq. 18); "clean" conditions on it as is.
         weight: (B, 1, H, W) per-pixel loss weight of the clean step (1 = target known).
+        temporal_target: what Eq. 28 regresses. ``"paper"``: the clean pair's ε_x̂, as
+            Algorithm 2 line 25 writes it (unpredictable: X_t was built with other noise).
+            ``"consistent"``: the clean target X̂_0 itself, scored in x̂_0 space,
+            ‖x̂_0(X_t, Ã_t) − X̂_0‖², where x̂_0 is the network's estimate from the *actual*
+            fused input X_t; equivalently ε* = (X_t − √ᾱ X̂_0)/√(1 − ᾱ), the noise that X_t
+            carries, weighted by (1 − ᾱ)/ᾱ. Its optimum is E[X̂_0 | X_t, Ã_t]: it teaches the
+            multi-date task itself. No vb term (the variance is learned by Eq. 27).
 
     Returns:
         ``"loss_clean"`` (Eq. 27) and ``"loss_cloudy"`` (Eq. 28), their ``"mse_*"`` and
@@ -268,9 +285,13 @@ def temporal_training_losses(
         zero_noise_at_first_step=zero_noise_at_first_step,
         sar_noise=sar_noise,
     )
-    cloudy = training_losses(
-        net, schedule, target, t, a_t, eps, x_t=x_t, lambda_vlb=lambda_vlb, prediction=prediction
-    )  # Eq. 28
+    if temporal_target == "consistent":
+        cloudy = _x0_space_losses(net, schedule, target, t, a_t, x_t, prediction)
+    else:
+        cloudy = training_losses(
+            net, schedule, target, t, a_t, eps, x_t=x_t, lambda_vlb=lambda_vlb,
+            prediction=prediction,
+        )  # Eq. 28  # fmt: skip
     return {
         "loss": clean["loss"] + cloudy["loss"],
         "loss_clean": clean["loss"],
@@ -280,6 +301,23 @@ def temporal_training_losses(
         "mse_cloudy": cloudy["mse"],
         "vb_cloudy": cloudy["vb"],
     }
+
+
+def _x0_space_losses(
+    net: Denoiser,
+    schedule: Schedule,
+    target: Tensor,
+    t: Tensor,
+    cond: Tensor,
+    x_t: Tensor,
+    prediction: Prediction,
+) -> dict[str, Tensor]:
+    """The consistent Eq. 28: per-sample ‖x̂_0(X_t, Ã_t) − X̂_0‖² (see temporal_training_losses)."""
+    output = call_net(net, schedule, x_t, t, cond)
+    c = target.shape[1]
+    x0 = x0_from_prediction(schedule, output[:, :c].to(x_t.dtype), x_t, t, prediction)
+    mse = (x0 - target).square().flatten(1).mean(1)
+    return {"loss": mse, "mse": mse, "vb": torch.zeros_like(mse)}
 
 
 def _fuse_sar_as(sar: Tensor, abar: Tensor, noise: Tensor, sar_noise: SarNoise) -> Tensor:

@@ -66,7 +66,11 @@ def train(
     else:
         from clearcube.model.train_losses import make_loss_fn, make_reconstruction_fn
 
-        loss_fn = make_loss_fn(model_cfg, temporal_weight=cfg.temporal_weight)
+        loss_fn = make_loss_fn(
+            model_cfg,
+            temporal_weight=cfg.temporal_weight,
+            temporal_target=cfg.temporal_target,
+        )
         val_fn = make_reconstruction_fn(model_cfg)
 
     torch.manual_seed(cfg.seed)

@@ -67,6 +67,10 @@ class TrainConfig:
     """Autocast precision on CUDA (fp16 adds a GradScaler); CPU always trains in fp32."""
     temporal_weight: float = 1.0
     """Weight of the cloudy-sequence loss (Eq. 28) added to the clean-pair loss (Eq. 27)."""
+    temporal_target: Literal["paper", "consistent"] = "paper"
+    """What Eq. 28 regresses: the clean pair's noise as the paper writes it ("paper"), or the
+    clean target in x̂_0 space from the actual fused input ("consistent"; see
+    :func:`clearcube.model.seqtis.temporal_training_losses`)."""
     checkpoint_every: int = 500
     """Write ``last.pt`` every this many steps (and at the end)."""
     validate_every: int = 500
@@ -97,6 +101,10 @@ class TrainConfig:
         if self.precision not in ("fp32", "bf16", "fp16"):
             raise BadInputError(
                 f"train: precision {self.precision!r} unknown; use fp32, bf16 or fp16"
+            )
+        if self.temporal_target not in ("paper", "consistent"):
+            raise BadInputError(
+                f"train: temporal_target {self.temporal_target!r} unknown; use paper or consistent"
             )
         if not 0.0 <= self.ema_rate < 1.0:
             raise BadInputError("train: ema_rate must be in [0, 1)")

@@ -9,6 +9,7 @@ the training chain (Algorithm 2 line 5), then the clean-pair loss (Eq. 27) plus
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
+from typing import Literal
 
 import torch
 from torch import Tensor, nn
@@ -19,7 +20,12 @@ from clearcube.model.config import ModelConfig
 LossFn = Callable[[nn.Module, Mapping[str, Tensor], torch.Generator], dict[str, Tensor]]
 
 
-def make_loss_fn(model_cfg: ModelConfig, *, temporal_weight: float = 1.0) -> LossFn:
+def make_loss_fn(
+    model_cfg: ModelConfig,
+    *,
+    temporal_weight: float = 1.0,
+    temporal_target: Literal["paper", "consistent"] = "paper",
+) -> LossFn:
     """Loss of one batch: per-sample ``"loss"`` (B,) = Eq. 27 + ``temporal_weight`` x Eq. 28,
     with the parts (``loss_clean``, ``loss_cloudy``, ``mse_*``, ``vb_*``) beside it."""
     from clearcube.model import schedule as schedule_mod
@@ -47,6 +53,7 @@ def make_loss_fn(model_cfg: ModelConfig, *, temporal_weight: float = 1.0) -> Los
             with_cloudy=temporal_weight != 0,
             sar_noise=d.sar_noise,
             weight=batch.get("weight"),
+            temporal_target=temporal_target,
         )
         if temporal_weight != 0:
             out["loss"] = out["loss_clean"] + temporal_weight * out["loss_cloudy"]

@@ -214,3 +214,36 @@ def test_cloudy_step_equals_clean_step_when_every_date_is_the_clear_target() -> 
         source=torch.Generator().manual_seed(0),
     )
     assert not torch.allclose(out2["loss_cloudy"], out2["loss_clean"])
+
+
+def test_consistent_eq_28_is_zero_for_the_network_that_maps_any_input_to_the_target() -> None:
+    """The consistent cloudy step scores x̂_0 of the actual fused X_t against the target: an
+    oracle that returns the v taking X_t to the target has zero loss there, whatever noise built
+    X_t; the paper's form (regressing the clean pair's ε) does not."""
+    sched = make_schedule("cosine", 100)
+    g = torch.Generator().manual_seed(2)
+    target = torch.rand(2, 3, 4, 4, generator=g, dtype=F64) * 2 - 1
+    target_sar = torch.rand(2, 2, 4, 4, generator=g, dtype=F64) * 2 - 1
+    inputs = SeqTISInputs(
+        torch.rand(2, 3, 3, 4, 4, generator=g, dtype=F64) * 2 - 1,
+        torch.rand(2, 3, 1, 4, 4, generator=g) < 0.4,
+        torch.rand(2, 3, 2, 4, 4, generator=g, dtype=F64) * 2 - 1,
+    )
+
+    def oracle(x_t: torch.Tensor, t: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        abar = sched.alphas_cumprod[t].view(-1, 1, 1, 1)
+        v = (abar.sqrt() * x_t - target) / (1 - abar).sqrt()  # x̂_0 = √ᾱ x_t − √(1−ᾱ) v
+        return torch.cat([v, torch.zeros_like(v)], dim=1)
+
+    common = {"target": target, "target_sar": target_sar, "inputs": inputs,
+              "t": torch.tensor([5, 70]), "prediction": "v"}  # fmt: skip
+    consistent = seqtis.temporal_training_losses(
+        oracle, sched, source=torch.Generator().manual_seed(0), temporal_target="consistent",
+        **common,  # type: ignore[arg-type]
+    )  # fmt: skip
+    torch.testing.assert_close(consistent["mse_cloudy"], torch.zeros(2, dtype=F64), atol=1e-18,
+                               rtol=0)  # fmt: skip
+    paper = seqtis.temporal_training_losses(
+        oracle, sched, source=torch.Generator().manual_seed(0), **common,  # type: ignore[arg-type]
+    )  # fmt: skip
+    assert bool((paper["mse_cloudy"] > 1e-3).all())
