@@ -50,6 +50,9 @@ Sen1Floods11 scene that the data's README allows.
 **Reading the tables.** Rows with the target date among the inputs are easy: its clear pixels
 are the target itself (for Sen1Floods11, a single date, that is every sample, so mosaicing is
 often exact there). The rows *without* it are the honest test of reconstruction across dates.
+A method that scores only some sources (*fitted*: Sen1Floods11 only) is compared with the others
+in the *By source* table; the pooled tables average it over its own samples only. A reading of
+these tables for the bundled checkpoint is in `model/checkpoints/MODEL_CARD.md`.
 Figures (Figure 3 example grid `examples.png`, Figure 4 histograms `hist_<method>.png`) and the
 per-sample `samples.csv`, `summary.csv` and `summary.json` are written to `{out}`.
 """
@@ -218,6 +221,11 @@ def run(args: argparse.Namespace) -> int:
     command = (
         f"clearcube evaluate --data {args.data} --methods {','.join(methods)} --lengths {args.lengths}"
         f" --seed {args.seed} --patch {args.patch} --out {args.out}"
+        + (
+            f" --checkpoint {args.checkpoint} --sampler {args.sampler} --steps {args.steps}"
+            if args.checkpoint and {"model", "fitted"} & set(methods)
+            else ""
+        )
         + (f" --write-docs {args.write_docs}" if args.write_docs else "")
     )
     intro = DOCS_INTRO.format(command=command, version=__version__, data=data_text, out=args.out)
