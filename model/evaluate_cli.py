@@ -204,7 +204,12 @@ def run(args: argparse.Namespace) -> int:
     methods = _methods(args, samples)
     if args.save_set:
         save_samples(samples, args.save_set)
-    examples = pick_examples(samples, length=min(s.length for s in samples))
+    pool = samples
+    if "fitted" in methods:  # show samples every method scored, the fitted row included
+        from clearcube.model.evaluation.fitted import tile_fold
+
+        pool = [s for s in samples if tile_fold(s) is not None] or samples
+    examples = pick_examples(pool, length=min(s.length for s in pool))
     with tqdm(
         total=len(samples), desc="evaluate", unit="sample", disable=not sys.stderr.isatty()
     ) as bar:
