@@ -28,7 +28,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--steps", type=int, default=400, help="fine-tuning steps (default 400)")
     p.add_argument("--batch-size", type=int, default=8, help="samples per step (default 8)")
     p.add_argument("--patch-size", type=int, default=64, help="training crop in px (default 64)")
-    p.add_argument("--lr", type=float, default=2e-4, help="learning rate (default 2e-4)")
+    p.add_argument("--lr", type=float, default=1e-4, help="learning rate (default 1e-4)")
     p.add_argument(
         "--held-out", type=float, default=0.15, help="share of columns never trained on (0.15)"
     )
