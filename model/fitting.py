@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 import torch
 import xarray as xr
+import zarr
 
 from clearcube import BadInputError
 from clearcube.model.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
@@ -117,12 +118,32 @@ def fit(
     start = time.perf_counter()
     if not 0.0 < held_out < 0.5:
         raise BadInputError(f"fit: held_out must be in (0, 0.5), got {held_out}")
+    if not lr > 0 or steps < 1 or batch_size < 1:
+        raise BadInputError("fit: lr must be > 0 and steps, batch_size >= 1")
+    dev = _device(device)
     base_net, cfg, meta = load_checkpoint(checkpoint)
-    opened = cube if isinstance(cube, xr.Dataset) else xr.open_zarr(cube, consolidated=False)
+    multiple = cfg.unet.size_multiple
+    if patch_size < multiple or patch_size % multiple:
+        raise BadInputError(
+            f"fit: patch_size {patch_size} must be a positive multiple of {multiple} for this "
+            f"checkpoint; pass e.g. --patch-size 64"
+        )
+    if cfg.diffusion.prediction == "eps" and temporal_weight:
+        # x̂_0 from ε divides by √ᾱ: the x̂_0-space multi-date loss would weigh the last steps
+        # by up to (1 - ᾱ)/ᾱ ~ 1e4 and swamp Eq. 27, so an ε-model fits on Eq. 27 alone.
+        log.warning("fit: %s predicts ε; fitting on Eq. 27 only (no multi-date step)", checkpoint)
+        temporal_weight = 0.0
+    try:
+        opened = cube if isinstance(cube, xr.Dataset) else xr.open_zarr(cube, consolidated=False)
+    except (OSError, ValueError, KeyError, zarr.errors.BaseZarrError) as exc:  # type: ignore[attr-defined]
+        raise BadInputError(
+            f"fit: {cube} is not a readable Zarr cube ({type(exc).__name__}); build one with "
+            "`clearcube cube`"
+        ) from None
     data = _with_masks(opened, cfg)
     width = data.sizes["x"]
     strip = round(held_out * width)
-    eval_patch = min(128, strip, data.sizes["y"])
+    eval_patch = min(128, strip, data.sizes["y"]) // multiple * multiple
     if eval_patch < 32 or width - strip < patch_size:
         raise BadInputError(
             f"fit: the cube is {data.sizes['y']}x{width} px; the held-out strip ({strip} px) "
@@ -142,7 +163,6 @@ def fit(
         seed=seed + 7919, **common,
     )  # fmt: skip
     samples = [eval_set[i] for i in range(min(eval_samples, len(eval_set)))]
-    dev = _device(device)
 
     def report(phase: str, done: int, total: int) -> None:
         if progress is not None:
@@ -151,7 +171,8 @@ def fit(
     before, pixels = held_out_rmse(base_net.to(dev), cfg, samples, eval_steps, seed, dev,
                                    lambda i, n: report("before", i, n))  # fmt: skip
     log.info("held-out RMSE before fitting: %.4f over %d pixels", before, pixels)
-    with tempfile.TemporaryDirectory(prefix=".fit-", dir=Path(out).parent or ".") as run_dir:
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=".fit-", dir=Path(out).parent) as run_dir:
         run = TrainConfig(
             model=cfg, steps=steps, batch_size=batch_size, lr=lr, ema_rate=0.99,
             temporal_weight=temporal_weight, temporal_target="consistent",
@@ -260,7 +281,15 @@ def _with_masks(cube: xr.Dataset, cfg: ModelConfig) -> xr.Dataset:
 def _device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(name)
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise BadInputError(
+            f"fit: device {name!r} is not understood; use cpu, cuda or auto"
+        ) from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise BadInputError(f"fit: device {name} requested but CUDA is not available; use cpu")
+    return device
 
 
 __all__ = ["FitResult", "fit", "held_out_rmse"]

@@ -236,7 +236,7 @@ def temporal_training_losses(
         with_cloudy: also run the cloudy-sequence step (Eq. 28); ``False`` skips its network call
             (a training run that gives Eq. 28 no weight) and returns only the clean parts.
         sar_noise: "same_t" noises the SAR with t (Eq. 18); "clean" conditions on it as is.
-        weight: (B, 1, H, W) per-pixel loss weight of the clean step (1 = target known).
+        weight: (B, 1, H, W) per-pixel loss weight of both steps (1 = target known).
         temporal_target: what Eq. 28 regresses. ``"paper"``: the clean pair's ε_x̂, as
             Algorithm 2 line 25 writes it (unpredictable: X_t was built with other noise).
             ``"consistent"``: the clean target X̂_0 itself, scored in x̂_0 space,
@@ -286,11 +286,11 @@ def temporal_training_losses(
         sar_noise=sar_noise,
     )
     if temporal_target == "consistent":
-        cloudy = _x0_space_losses(net, schedule, target, t, a_t, x_t, prediction)
+        cloudy = _x0_space_losses(net, schedule, target, t, a_t, x_t, prediction, weight)
     else:
         cloudy = training_losses(
             net, schedule, target, t, a_t, eps, x_t=x_t, lambda_vlb=lambda_vlb,
-            prediction=prediction,
+            prediction=prediction, weight=weight,
         )  # Eq. 28  # fmt: skip
     return {
         "loss": clean["loss"] + cloudy["loss"],
@@ -311,12 +311,22 @@ def _x0_space_losses(
     cond: Tensor,
     x_t: Tensor,
     prediction: Prediction,
+    weight: Tensor | None = None,
 ) -> dict[str, Tensor]:
-    """The consistent Eq. 28: per-sample ‖x̂_0(X_t, Ã_t) − X̂_0‖² (see temporal_training_losses)."""
+    """The consistent Eq. 28: per-sample ‖x̂_0(X_t, Ã_t) − X̂_0‖² (see temporal_training_losses).
+
+    Meant for v- and x_0-predicting networks: from ε, x̂_0 divides by √ᾱ and the loss weighs
+    the last steps by up to (1 − ᾱ)/ᾱ.
+    """
     output = call_net(net, schedule, x_t, t, cond)
     c = target.shape[1]
     x0 = x0_from_prediction(schedule, output[:, :c].to(x_t.dtype), x_t, t, prediction)
-    mse = (x0 - target).square().flatten(1).mean(1)
+    err = (x0 - target).square()
+    if weight is None:
+        mse = err.flatten(1).mean(1)
+    else:
+        w = weight.to(err.dtype).expand_as(err)
+        mse = (err * w).flatten(1).sum(1) / w.flatten(1).sum(1).clamp(min=1.0)
     return {"loss": mse, "mse": mse, "vb": torch.zeros_like(mse)}
 
 

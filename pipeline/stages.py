@@ -247,6 +247,8 @@ def mosaic_spec(path: Path, opts: CompositeOptions, selection: DateSelection) ->
     run = {
         "dates": [str(d) for d in selection.dates],
         "per_tile_dates": opts.dates,  # stores from before dates were chosen per tile: no resume
+        # the order tiles pick candidates in depends on the target: another target, another run
+        "preference": [int(i) for i in selection.preference],
         "checkpoint": Path(opts.checkpoint).name,
         "values": "reflectance",  # stores from before DN were divided by 10000 must not resume
         **{k: getattr(opts, k) for k in ("sampler", "steps", "eta", "samples", "seed")},

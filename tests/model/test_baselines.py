@@ -82,9 +82,12 @@ def test_every_baseline_keeps_shape_and_rejects_bad_shapes() -> None:
 
 def test_clear_mean_fill_is_mosaicing_with_the_band_mean_of_every_clear_observation() -> None:
     out = clear_mean_fill(INPUTS, CLOUD)
-    # pixel 0: mean of 0.1, 0.3, 0.8; pixel 1: mean of 0.2, 0.6; pixel 2 (never clear): the mean
-    # of all five clear observations 0.1, 0.3, 0.8, 0.2, 0.6
+    # pixel 0: mean of 0.1, 0.3, 0.8 = 0.4; pixel 1: mean of 0.2, 0.6 = 0.4; pixel 2 (never
+    # clear): the mean of all five clear observations 0.1, 0.3, 0.8, 0.2, 0.6 = 0.4
     np.testing.assert_allclose(out[0, 0], [0.4, 0.4, 0.4])
+    other = INPUTS.copy()
+    other[1, 0, 0, 0] = 0.9  # pixel 0 now 0.1, 0.9, 0.8: mean 0.6; every-clear mean 2.6 / 5
+    np.testing.assert_allclose(clear_mean_fill(other, CLOUD)[0, 0], [0.6, 0.4, 0.52])
     everything_cloudy = np.ones_like(CLOUD)
     np.testing.assert_allclose(clear_mean_fill(INPUTS, everything_cloudy), 0.5)
     assert BASELINES["clear-mean"] is clear_mean_fill

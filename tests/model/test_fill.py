@@ -80,7 +80,8 @@ def test_fill_gaps_returns_the_truth_from_an_oracle_and_keeps_clear_pixels(sar_n
     cfg = _cfg(prediction="v", schedule="cosine", sar_noise=sar_noise)
     g = torch.Generator().manual_seed(1)
     truth = torch.rand(1, 2, 8, 8, generator=g, dtype=F64) * 0.4 - 0.9  # paper scale, narrow
-    observed = truth[:, None].repeat(1, 2, 1, 1, 1)
+    # the clear observations differ from the truth (other dates), so keeping them is visible
+    observed = torch.stack([truth + 0.05, truth - 0.03], dim=1)
     known = torch.rand(1, 2, 1, 8, 8, generator=g) < 0.3
     sar = torch.rand(1, 2, 1, 8, 8, generator=g, dtype=F64) * 2 - 1
     seen: list[torch.Tensor] = []
@@ -89,7 +90,11 @@ def test_fill_gaps_returns_the_truth_from_an_oracle_and_keeps_clear_pixels(sar_n
         observed=observed, known=known, sar=sar, generator=torch.Generator().manual_seed(2),
         sampler="ddim", steps=10,
     )  # fmt: skip
-    torch.testing.assert_close(out, truth, atol=1e-9, rtol=0)
+    count = known.sum(dim=1)
+    fused = (observed * known).sum(dim=1) / count.clamp(min=1)
+    want = torch.where(count > 0, fused, truth)  # Eq. 26: clear pixels fused, the rest the oracle's
+    assert (count > 0).any() and (count == 0).any()
+    torch.testing.assert_close(out, want, atol=1e-9, rtol=0)
     mean_sar = sar.mean(dim=1)
     if sar_noise == "clean":  # every call sees the dates' mean clean SAR
         assert all(torch.equal(c, mean_sar) for c in seen)

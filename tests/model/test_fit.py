@@ -100,3 +100,26 @@ def test_fit_cli_prints_the_figures_and_refuses_bad_input(
     code = main(["fit", "--cube", str(cube_path), "--checkpoint", str(base), "--out", str(out),
                  "--held-out", "0.9"])  # fmt: skip
     assert code == 2 and "held_out" in capsys.readouterr().err
+    for flags, words in ((["--patch-size", "33", "--held-out", "0.35"], "multiple of"), (["--lr", "-1"], "lr must"),
+                         (["--device", "warp"], "device")):  # fmt: skip
+        code = main(["fit", "--cube", str(cube_path), "--checkpoint", str(base), "--out",
+                     str(out), *flags])  # fmt: skip
+        err = capsys.readouterr().err
+        assert code == 2 and words in err and len(err.strip().splitlines()) == 1
+    not_a_cube = tmp_path / "cube.txt"
+    not_a_cube.write_text("x")
+    code = main(["fit", "--cube", str(not_a_cube), "--checkpoint", str(base), "--out", str(out)])
+    assert code == 2 and "not a readable Zarr cube" in capsys.readouterr().err
+
+
+def test_an_eps_checkpoint_fits_on_eq_27_alone(tmp_path: Path) -> None:
+    """x̂_0 from ε divides by √ᾱ, so the x̂_0-space multi-date loss would swamp Eq. 27."""
+    from clearcube.model import fit
+
+    eps_cfg = ModelConfig(unet=TINY.unet)  # ε, linear: the paper's recipe
+    base = save_checkpoint(tmp_path / "eps.pt", UNet(eps_cfg.unet), eps_cfg, step=0)
+    result = fit(_cube(), base, tmp_path / "nested" / "fitted.pt", steps=3, batch_size=2,
+                 patch_size=32, held_out=0.35, seq_len=2, eval_samples=1, eval_steps=2)  # fmt: skip
+    assert result.path.is_file()  # the missing parent folder was created
+    extra = read_checkpoint(result.path)["extra"]
+    assert extra["train_config"]["temporal_weight"] == 0.0

@@ -153,3 +153,21 @@ def test_trained_model_leaves_no_visible_seams(
     _, seen = mean_of_clear(*fused_inputs)
     filled = np.where(seen, np.nan, read_cog(result.cog_path) * 1e-4)
     assert seam_score(filled, plan_tiles(*seen.shape, tile=64, overlap=16)) <= 1.1
+
+
+def test_another_target_is_another_mosaic_even_with_the_same_candidates(reference_run: Any) -> None:
+    """Tiles pick candidates nearest the target first, so the target changes the output: a
+    store made for one target must not be resumed for another (same candidate set or not)."""
+    from dataclasses import replace
+
+    from clearcube.pipeline.composite import make_options
+    from clearcube.pipeline.stages import choose_dates, mosaic_spec
+
+    options = json.loads((reference_run.out_dir / "run.json").read_text())["options"]
+    opts = make_options(options["bbox"], options["start"], options["end"], dates=2, tile=64,
+                        overlap=16, steps=2)  # fmt: skip
+    cube = reference_run.out_dir / "cube.zarr"
+    early = choose_dates(cube, replace(opts, target=options["start"]))
+    late = choose_dates(cube, replace(opts, target=options["end"]))
+    assert early.indices == late.indices and early.preference != late.preference
+    assert mosaic_spec(cube, opts, early).fingerprint != mosaic_spec(cube, opts, late).fingerprint
