@@ -219,21 +219,24 @@ def vb_terms_bpd(
     t: Tensor,
     *,
     prediction: Prediction = "eps",
+    weight: Tensor | None = None,
 ) -> Tensor:
-    """L_{t-1} of Eq. 17 per sample, (B,), in bits per dimension.
+    """L_{t-1} of Eq. 17 per sample, (B,), in bits per (weighted) dimension.
 
     KL(q(x_{t-1} | x_t, x_0) || p_θ(x_{t-1} | x_t)) for t > 0 and the decoder's -log p_θ(x_0 | x_1)
-    at the first step. Never clips x̂_0 (the bound is for the unclipped model).
+    at the first step. Never clips x̂_0 (the bound is for the unclipped model). ``weight``
+    (B, 1, H, W) weighs the pixels as in :func:`pixel_mean`.
     """
     true_mean, _, true_log_var = q_posterior(schedule, x0, x_t, t)
     p = p_mean_variance(schedule, output, x_t, t, clip_denoised=False, prediction=prediction)
-    kl = normal_kl(true_mean, true_log_var, p.mean, p.log_variance).flatten(1).mean(1) / math.log(
-        2.0
+    kl = pixel_mean(normal_kl(true_mean, true_log_var, p.mean, p.log_variance), weight)
+    nll = pixel_mean(
+        -discretized_gaussian_log_likelihood(
+            x0, means=p.mean, log_scales=0.5 * p.log_variance.expand_as(p.mean)
+        ),
+        weight,
     )
-    nll = -discretized_gaussian_log_likelihood(
-        x0, means=p.mean, log_scales=0.5 * p.log_variance.expand_as(p.mean)
-    ).flatten(1).mean(1) / math.log(2.0)
-    return torch.where(t.to(kl.device) == 0, nll, kl)
+    return torch.where(t.to(kl.device) == 0, nll, kl) / math.log(2.0)
 
 
 def call_net(net: Denoiser, schedule: Schedule, x_t: Tensor, t: Tensor, cond: Tensor) -> Tensor:
@@ -281,13 +284,10 @@ def training_losses(
     output = call_net(net, schedule, x_t, t, cond)
     c = x0.shape[1]
     target = prediction_target(schedule, x0, noise, t, prediction)
-    mse = _mean(output[:, :c] - target, weight, square=True)
+    mse = pixel_mean((output[:, :c] - target).square(), weight)
     if output.shape[1] == 2 * c:
         frozen = torch.cat([output[:, :c].detach(), output[:, c:]], dim=1)
-        if weight is None:
-            vb = vb_terms_bpd(schedule, frozen, x0, x_t, t, prediction=prediction)
-        else:
-            vb = _weighted_vb(schedule, frozen, x0, x_t, t, prediction, weight)
+        vb = vb_terms_bpd(schedule, frozen, x0, x_t, t, prediction=prediction, weight=weight)
         vb = vb * schedule.num_steps
     elif output.shape[1] == c:
         vb = torch.zeros_like(mse)
@@ -301,32 +301,12 @@ def training_losses(
     return {"loss": mse + lambda_vlb * vb, "mse": mse, "vb": vb, "pred_x0": pred_x0}
 
 
-def _mean(values: Tensor, weight: Tensor | None, *, square: bool = False) -> Tensor:
-    """Per-sample mean of ``values`` (B, C, H, W) (squared first), weighted per pixel."""
-    v = values.square() if square else values
+def pixel_mean(values: Tensor, weight: Tensor | None = None) -> Tensor:
+    """Per-sample mean of ``values`` (B, C, H, W), each pixel weighted by ``weight`` (B, 1, H, W).
+
+    None weighs every pixel alike; a pixel of weight 0 (its target unknown) does not count.
+    """
     if weight is None:
-        return v.flatten(1).mean(1)
-    w = weight.to(v.dtype).expand_as(v)
-    return (v * w).flatten(1).sum(1) / w.flatten(1).sum(1).clamp(min=1.0)
-
-
-def _weighted_vb(
-    schedule: Schedule,
-    output: Tensor,
-    x0: Tensor,
-    x_t: Tensor,
-    t: Tensor,
-    prediction: Prediction,
-    weight: Tensor,
-) -> Tensor:
-    """:func:`vb_terms_bpd` with a per-pixel weight (bits per weighted dimension)."""
-    true_mean, _, true_log_var = q_posterior(schedule, x0, x_t, t)
-    p = p_mean_variance(schedule, output, x_t, t, clip_denoised=False, prediction=prediction)
-    kl = _mean(normal_kl(true_mean, true_log_var, p.mean, p.log_variance), weight)
-    nll = _mean(
-        -discretized_gaussian_log_likelihood(
-            x0, means=p.mean, log_scales=0.5 * p.log_variance.expand_as(p.mean)
-        ),
-        weight,
-    )
-    return torch.where(t.to(kl.device) == 0, nll, kl) / math.log(2.0)
+        return values.flatten(1).mean(1)
+    w = weight.to(values.dtype).expand_as(values)
+    return (values * w).flatten(1).sum(1) / w.flatten(1).sum(1).clamp(min=1.0)

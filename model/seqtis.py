@@ -25,6 +25,7 @@ from clearcube.model.diffusion import (
     Denoiser,
     Prediction,
     call_net,
+    pixel_mean,
     training_losses,
     x0_from_prediction,
 )
@@ -321,12 +322,7 @@ def _x0_space_losses(
     output = call_net(net, schedule, x_t, t, cond)
     c = target.shape[1]
     x0 = x0_from_prediction(schedule, output[:, :c].to(x_t.dtype), x_t, t, prediction)
-    err = (x0 - target).square()
-    if weight is None:
-        mse = err.flatten(1).mean(1)
-    else:
-        w = weight.to(err.dtype).expand_as(err)
-        mse = (err * w).flatten(1).sum(1) / w.flatten(1).sum(1).clamp(min=1.0)
+    mse = pixel_mean((x0 - target).square(), weight)
     return {"loss": mse, "mse": mse, "vb": torch.zeros_like(mse)}
 
 
