@@ -8,7 +8,8 @@ namespace (see pyproject.toml):
 - ``clearcube.model`` (``model/``): the SeqDMs diffusion model, samplers, training, evaluation.
 - ``clearcube.deploy`` (``deploy/``): Dask cluster definitions and the local-cluster helpers.
 
-This root module holds only what every part shares: the version and the error types.
+This root module holds only what every part shares: the version, the error types and the cube
+attribute that both the pipeline (which writes it) and the model's fit (which reads it) know.
 """
 
 from __future__ import annotations
@@ -24,7 +25,12 @@ from clearcube.errors import (
 
 __version__ = "0.1.0"
 
+#: Attribute of a clearcube cube: ``{mask method: [time indices]}``, the dates whose stored
+#: ``cloud`` variable that method produced (the others hold no mask yet).
+CUBE_MASK_ATTR = "clearcube_mask"
+
 __all__ = [
+    "CUBE_MASK_ATTR",
     "AssetReadError",
     "BadInputError",
     "CatalogError",

@@ -36,19 +36,17 @@ import torch
 import xarray as xr
 import zarr
 
-from clearcube import BadInputError
+from clearcube import CUBE_MASK_ATTR, BadInputError
 from clearcube.model.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
 from clearcube.model.config import ModelConfig
 from clearcube.model.data.clouds import s2cloudless_cloud
 from clearcube.model.data.cube_dataset import CubeDataset
 from clearcube.model.fill import fill_gaps
-from clearcube.model.train import train
+from clearcube.model.train import torch_device, train
 from clearcube.model.train_config import TrainConfig
 
 log = logging.getLogger(__name__)
 
-#: Cube attribute the pipeline writes: which dates hold a stored cloud mask, per method.
-MASK_ATTR = "clearcube_mask"
 #: ``progress(phase, done, total)``: phase is "before", "train" or "after".
 FitProgress = Callable[[str, int, int], None]
 
@@ -120,7 +118,7 @@ def fit(
         raise BadInputError(f"fit: held_out must be in (0, 0.5), got {held_out}")
     if not lr > 0 or steps < 1 or batch_size < 1:
         raise BadInputError("fit: lr must be > 0 and steps, batch_size >= 1")
-    dev = _device(device)
+    dev = torch_device(device, command="fit")
     base_net, cfg, meta = load_checkpoint(checkpoint)
     multiple = cfg.unet.size_multiple
     if patch_size < multiple or patch_size % multiple:
@@ -244,7 +242,7 @@ def held_out_rmse(
 def _with_masks(cube: xr.Dataset, cfg: ModelConfig) -> xr.Dataset:
     """The cube (in memory) with a ``cloud`` mask for every date.
 
-    The pipeline masks only the dates it fuses (attribute :data:`MASK_ATTR` lists them); the
+    The pipeline masks only the dates it fuses (attribute :data:`CUBE_MASK_ATTR` lists them); the
     others are masked here with s2cloudless, which needs the 13 L1C bands.
     """
     for var in ("s2", "s1"):
@@ -260,10 +258,10 @@ def _with_masks(cube: xr.Dataset, cfg: ModelConfig) -> xr.Dataset:
         )
     cube = cube.load()
     masked: set[int] = set()
-    for dates in dict(cube.attrs.get(MASK_ATTR) or {}).values():
+    for dates in dict(cube.attrs.get(CUBE_MASK_ATTR) or {}).values():
         masked.update(int(d) for d in dates)
     n = cube.sizes["time"]
-    if "cloud" in cube and not cube.attrs.get(MASK_ATTR):
+    if "cloud" in cube and not cube.attrs.get(CUBE_MASK_ATTR):
         return cube  # a cube whose cloud variable covers every date (e.g. simulated truth)
     cloud = (
         np.asarray(cube["cloud"].values, dtype=bool)
@@ -276,20 +274,6 @@ def _with_masks(cube: xr.Dataset, cfg: ModelConfig) -> xr.Dataset:
         bands = tuple(str(b) for b in cube["band"].values)
         cloud[todo] = s2cloudless_cloud(np.asarray(cube["s2"].values[todo]), bands)
     return cube.assign(cloud=(("time", "y", "x"), cloud))
-
-
-def _device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise BadInputError(
-            f"fit: device {name!r} is not understood; use cpu, cuda or auto"
-        ) from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise BadInputError(f"fit: device {name} requested but CUDA is not available; use cpu")
-    return device
 
 
 __all__ = ["FitResult", "fit", "held_out_rmse"]

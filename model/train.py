@@ -55,7 +55,7 @@ def train(
             ``temporal_weight`` x Eq. 28, validated by the Eq. 28 loss and x̂_0 at a fixed t.
         datasets: (train, validation or None) to use instead of ``cfg.data``.
     """
-    device = _device(cfg.device)
+    device = torch_device(cfg.device)
     model_cfg = cfg.model_config()
     out_dir = Path(cfg.out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -347,12 +347,25 @@ class StepBatchSampler(Sampler[list[int]]):
         return torch.randperm(self.n, generator=g).tolist()
 
 
-def _device(name: str) -> torch.device:
+def torch_device(name: str, *, command: str = "train") -> torch.device:
+    """``"auto"`` (CUDA when present), ``"cpu"``, ``"cuda"``, ``"cuda:1"``... as a torch device.
+
+    Raises:
+        BadInputError: a name torch does not understand, or CUDA asked for where there is none
+            (the message starts with ``command``).
+    """
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    device = torch.device(name)
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise BadInputError(
+            f"{command}: device {name!r} is not understood; use cpu, cuda or auto"
+        ) from None
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise BadInputError(f"train: device {name} requested but CUDA is not available; use cpu")
+        raise BadInputError(
+            f"{command}: device {name} requested but CUDA is not available; use cpu"
+        )
     return device
 
 

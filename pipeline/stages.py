@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from clearcube import __version__
+from clearcube import CUBE_MASK_ATTR, __version__
 from clearcube.catalogs.bands import L2A_MISSING, S1_BANDS, S2_BANDS
 from clearcube.errors import BadInputError
 from clearcube.pipeline.dates import MAX_CANDIDATES, DateSelection, middle_date, select_dates
@@ -30,8 +30,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 Report = Callable[[str, int, int], None]
 
-#: Cube attribute recording which masking produced the stored ``cloud`` variable.
-MASK_ATTR = "clearcube_mask"
 #: Cube variable holding the provided mask asset (``mask="asset"``).
 ASSET_VARIABLE = "cloud_asset"
 
@@ -176,7 +174,7 @@ def mask_dates(
 ) -> np.ndarray:
     """Cloud-mask the dates ``indices`` into the cube's ``cloud`` variable unless already done.
 
-    Masks are cached per date and method in the cube (attribute :data:`MASK_ATTR`), so a rerun,
+    Masks are cached per date and method in the cube (attribute :data:`CUBE_MASK_ATTR`), so a rerun,
     or another composite over the same cube, never runs the detector twice.
 
     Returns:
@@ -191,7 +189,7 @@ def mask_dates(
 
     group = zarr.open_group(path, mode="r+")
     cube = open_cube(path)
-    masked: dict[str, list[int]] = dict(group.attrs.get(MASK_ATTR) or {})  # type: ignore[arg-type]
+    masked: dict[str, list[int]] = dict(group.attrs.get(CUBE_MASK_ATTR) or {})  # type: ignore[arg-type]
     if "cloud" not in group:
         chunks = cube["s2"].data.chunksize
         empty = da.zeros(
@@ -219,7 +217,7 @@ def mask_dates(
         # The date's stored mask is now this route's; no other route may claim it.
         masked = {k: [d for d in v if d != i] for k, v in masked.items()}
         masked[key] = sorted(done)
-        group.attrs[MASK_ATTR] = masked  # after the data: a crash recomputes this date
+        group.attrs[CUBE_MASK_ATTR] = masked  # after the data: a crash recomputes this date
     report("mask", len(todo), len(todo))
     cube = open_cube(path)
     clear = np.full(cube.sizes["time"], np.nan)
