@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import logging
 import tempfile
-import zlib
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -32,11 +31,12 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from clearcube.model.checkpoint import load_checkpoint
+from clearcube.model.checkpoint import load_checkpoint, read_checkpoint
+from clearcube.model.config import ModelConfig
 from clearcube.model.data.normalize import s1_to_model
+from clearcube.model.evaluation.model_method import fill_sample
 from clearcube.model.evaluation.runner import Method
 from clearcube.model.evaluation.samples import EvalSample
-from clearcube.model.fill import fill_gaps
 from clearcube.model.train import train
 from clearcube.model.train_config import TrainConfig
 
@@ -107,12 +107,12 @@ def fitted_method(
         if fold is not None:
             folds[fold].append(s)
     models = {}
+    cfg = ModelConfig.from_dict(read_checkpoint(checkpoint)["config"])
     with tempfile.TemporaryDirectory(prefix="clearcube-fitted-") as tmp:
         for fold in (0, 1):
             others = folds[1 - fold]
             if not others:
                 continue
-            _, cfg, _ = load_checkpoint(checkpoint)
             train_cfg = TrainConfig(
                 model=cfg, steps=fit_steps, batch_size=8, lr=2e-4, ema_rate=0.99,
                 temporal_weight=0.0, checkpoint_every=fit_steps, validate_every=0,
@@ -128,19 +128,7 @@ def fitted_method(
         if fold is None or fold not in models:
             return np.full(sample.target.shape, np.nan)  # not part of the protocol
         net, cfg = models[fold]
-        generator = torch.Generator(device=device).manual_seed(
-            seed ^ zlib.crc32(sample.name.encode())
-        )
-        sar = np.nan_to_num(s1_to_model(sample.sar)).astype(np.float32)  # type: ignore[arg-type]
-        with torch.no_grad():
-            x0 = fill_gaps(
-                net, cfg,
-                observed=torch.from_numpy(sample.inputs * 2.0 - 1.0)[None].to(device),
-                known=torch.from_numpy(~sample.cloud)[None, :, None].to(device),
-                sar=torch.from_numpy(sar)[None].to(device),
-                generator=generator, sampler=sampler, steps=steps,  # type: ignore[arg-type]
-            )  # fmt: skip
-        return ((x0[0].clamp(-1, 1) + 1.0) / 2.0).double().cpu().numpy()
+        return fill_sample(net, cfg, sample, sampler=sampler, steps=steps, seed=seed, device=device)
 
     run.__name__ = "fitted"
     return run

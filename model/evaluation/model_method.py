@@ -49,43 +49,53 @@ def model_method(
     """
     if not checkpoint:
         raise BadInputError(f"{_NEEDS}; pass --checkpoint PATH or leave 'model' out of --methods")
-    import torch
-
     from clearcube.model.checkpoint import load_checkpoint
-    from clearcube.model.data.normalize import s1_to_model
 
     _sampler_module()
-    from clearcube.model.fill import fill_gaps
-
     net, cfg, _ = load_checkpoint(checkpoint, device=device)
 
     def run(sample: EvalSample) -> np.ndarray:
-        generator = torch.Generator(device=device).manual_seed(
-            seed ^ zlib.crc32(sample.name.encode())
-        )
-        observed = torch.from_numpy(sample.inputs * 2.0 - 1.0)[None].to(device)  # (1, L, C, H, W)
-        known = torch.from_numpy(~sample.cloud)[None, :, None].to(device)  # (1, L, 1, H, W)
-        if sample.sar is None:
-            # No SAR for this sample (eo-learn has none): the middle of the SAR range, the same
-            # fill the pipeline uses for a date without an S1 pair. The model then leans on the
-            # clear dates alone.
-            length, _, h, w = sample.inputs.shape
-            sar_db = np.zeros((length, len(cfg.s1_bands), h, w), dtype=np.float32)
-        else:
-            sar_db = np.nan_to_num(s1_to_model(sample.sar)).astype(np.float32)
-        sar = torch.from_numpy(sar_db)[None].to(device)
-        with torch.no_grad():
-            x0 = fill_gaps(
-                net,
-                cfg,
-                observed=observed,
-                known=known,
-                sar=sar,
-                generator=generator,
-                sampler=sampler,  # type: ignore[arg-type]
-                steps=steps,
-            )
-        return ((x0[0].clamp(-1, 1) + 1.0) / 2.0).double().cpu().numpy()
+        return fill_sample(net, cfg, sample, sampler=sampler, steps=steps, seed=seed, device=device)
 
     run.__name__ = "model"
     return run
+
+
+def fill_sample(
+    net: Any, cfg: Any, sample: EvalSample, *, sampler: str, steps: int, seed: int, device: str
+) -> np.ndarray:
+    """One SeqTIS fill of an evaluation sample, ``(C, H, W)`` on [0, 1].
+
+    Optical [0, 1] → [-1, 1]; SAR dB → [-1, 1] (clipped to [-25, 0]); ``known = ~cloud``; the
+    noise seeded from ``seed`` and the sample's name, so every method that fills a sample with
+    a model draws the same noise for it.
+    """
+    import torch
+
+    from clearcube.model.data.normalize import s1_to_model
+    from clearcube.model.fill import fill_gaps
+
+    generator = torch.Generator(device=device).manual_seed(seed ^ zlib.crc32(sample.name.encode()))
+    observed = torch.from_numpy(sample.inputs * 2.0 - 1.0)[None].to(device)  # (1, L, C, H, W)
+    known = torch.from_numpy(~sample.cloud)[None, :, None].to(device)  # (1, L, 1, H, W)
+    if sample.sar is None:
+        # No SAR for this sample (eo-learn has none): the middle of the SAR range, the same
+        # fill the pipeline uses where no date has an S1 pair. The model then leans on the
+        # clear dates alone.
+        length, _, h, w = sample.inputs.shape
+        sar_db = np.zeros((length, len(cfg.s1_bands), h, w), dtype=np.float32)
+    else:
+        sar_db = np.nan_to_num(s1_to_model(sample.sar)).astype(np.float32)
+    sar = torch.from_numpy(sar_db)[None].to(device)
+    with torch.no_grad():
+        x0 = fill_gaps(
+            net,
+            cfg,
+            observed=observed,
+            known=known,
+            sar=sar,
+            generator=generator,
+            sampler=sampler,  # type: ignore[arg-type]
+            steps=steps,
+        )
+    return ((x0[0].clamp(-1, 1) + 1.0) / 2.0).double().cpu().numpy()
