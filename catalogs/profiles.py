@@ -15,6 +15,7 @@ from typing import Literal
 import pystac
 
 from clearcube.catalogs.bands import EARTH_SEARCH_ASSETS, PLANETARY_COMPUTER_ASSETS
+from clearcube.catalogs.radiometry import S1Units
 from clearcube.errors import BadInputError, missing_dependency
 
 Level = Literal["L1C", "L2A"]
@@ -42,6 +43,9 @@ class CatalogProfile:
     """Canonical band name (``B02``, ``VV``, ``SCL``) -> the API's asset key."""
     signer: Signer | None = None
     """Makes asset hrefs readable (Planetary Computer SAS tokens); ``None`` when not needed."""
+    s1_units: Mapping[str, S1Units] = field(default_factory=dict, hash=False)
+    """Sentinel-1 collection -> the units of its values, for items whose assets do not say
+    (:func:`clearcube.catalogs.radiometry.s1_conversion`)."""
 
     def s2_collection(self, level: Level) -> str:
         """Return the Sentinel-2 collection for a processing level.
@@ -65,23 +69,30 @@ EMBEDDED = CatalogProfile(
     s2_l1c="sentinel-2-l1c",
     s2_l2a="sentinel-2-l2a",
     s1="sentinel-1-grd",
+    s1_units={"sentinel-1-grd": "dB"},  # the demo writes calibrated, terrain-flat σ0 in dB
 )
 
+#: Earth Search's only Sentinel-1 collection (``sentinel-1-grd``) is uncalibrated amplitude in
+#: radar geometry, so the profile searches no SAR by default; naming it is refused at load.
 EARTH_SEARCH = CatalogProfile(
     name="earth-search",
     url="https://earth-search.aws.element84.com/v1",
     s2_l1c="sentinel-2-l1c",
     s2_l2a="sentinel-2-l2a",
-    s1="sentinel-1-grd",
+    s1=None,
+    s1_units={"sentinel-1-grd": "amplitude"},
 )
 
+#: Planetary Computer's ``sentinel-1-rtc`` is linear γ0 (terrain corrected): clearcube takes
+#: ``10·log10``. Its ``sentinel-1-grd`` is amplitude like Earth Search's.
 PLANETARY_COMPUTER = CatalogProfile(
     name="planetary-computer",
     url="https://planetarycomputer.microsoft.com/api/stac/v1",
     s2_l1c=None,
     s2_l2a="sentinel-2-l2a",
-    s1="sentinel-1-grd",
+    s1="sentinel-1-rtc",
     assets=PLANETARY_COMPUTER_ASSETS,
+    s1_units={"sentinel-1-grd": "amplitude", "sentinel-1-rtc": "linear"},
 )
 
 #: The named profiles, by name.

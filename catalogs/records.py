@@ -3,8 +3,13 @@
 Catalogs list one acquisition several times when it was reprocessed (a new processing baseline,
 or a second collection such as Earth Search's ``sentinel-2-c1-l2a``). Scenes of one platform,
 tile and acquisition time (within :data:`SAME_ACQUISITION`) are one acquisition; the newest
-processing is kept. Each Sentinel-2 date is then paired with the nearest Sentinel-1 acquisition
-within a tolerance.
+processing is kept, and so is any other product of it whose footprint adds ground the kept ones
+do not cover (a tile split across two datastrips comes as two products with complementary
+footprints: both halves are kept and fuse into one date).
+
+Sentinel-1 comes in slices of one datatake; an *acquisition* is all slices of one platform and
+datatake (``s1:datatake_id``, else the absolute orbit). Each Sentinel-2 date is paired with the
+nearest acquisition within a tolerance, and every slice of it is loaded.
 """
 
 from __future__ import annotations
@@ -25,6 +30,14 @@ SAME_ACQUISITION = timedelta(seconds=60)
 
 #: Default largest gap between a Sentinel-2 date and the Sentinel-1 acquisition paired to it.
 DEFAULT_PAIR_TOLERANCE = timedelta(days=3)
+
+#: A product of an acquisition is kept beside a newer one when it adds more than this share of
+#: its own footprint (a datastrip split), and dropped as a duplicate otherwise.
+NEW_GROUND = 0.1
+
+#: Slices of one platform without a datatake id or orbit number are one acquisition when their
+#: times are this close.
+SAME_DATATAKE = timedelta(minutes=10)
 
 # MGRS tile in product names (``..._T35MNM_...``) or Earth Search ids (``S2A_28QCH_...``)
 _TILE_IN_NAME = re.compile(r"_T(\d{2}[C-HJ-NP-X][A-Z]{2})_|^S2[A-D]_(\d{1,2}[C-HJ-NP-X][A-Z]{2})_")
@@ -99,9 +112,11 @@ class SceneSet:
         return [s.item for s in self.s1]
 
     def s1_items_paired(self) -> list[pystac.Item]:
-        """The Sentinel-1 items paired to at least one S2 scene, each once, in time order."""
+        """Every slice of the Sentinel-1 acquisitions paired to an S2 scene, in time order."""
         wanted = {sid for sid in self.pairs.values() if sid is not None}
-        return [s.item for s in self.s1 if s.id in wanted]
+        groups = s1_acquisitions(s.item for s in self.s1)
+        paired = [g for g in groups if any(i.id in wanted for i in g)]
+        return sorted((i for g in paired for i in g), key=lambda i: (item_datetime(i), i.id))
 
     def paired_s1(self, s2_id: str) -> S1Scene | None:
         """The S1 scene paired to the S2 scene ``s2_id``, or ``None``."""
@@ -222,12 +237,13 @@ _Scene = TypeVar("_Scene", S2Scene, S1Scene)
 
 
 def dedupe(scenes: Sequence[_Scene]) -> tuple[_Scene, ...]:
-    """Keep one scene per acquisition (the newest processing), in time order.
+    """Keep the newest processing of each acquisition, and its split parts, in time order.
 
     Scenes are one acquisition when platform and place match and their times differ by less
     than :data:`SAME_ACQUISITION`. The place is the MGRS tile, or for items without one (all
     Sentinel-1) the centre of the item's bbox to 0.1 degree, so that consecutive slices of one
-    datatake stay apart.
+    datatake stay apart. Within an acquisition, the newest processing is kept, then each older
+    one that adds more than :data:`NEW_GROUND` of its footprint to the union of those kept.
     """
     groups: dict[tuple[str, object], list[list[_Scene]]] = {}
     for scene in sorted(scenes, key=lambda s: s.datetime):
@@ -236,10 +252,60 @@ def dedupe(scenes: Sequence[_Scene]) -> tuple[_Scene, ...]:
             runs[-1].append(scene)
         else:
             runs.append([scene])
-    kept = [
-        max(run, key=lambda s: processing_key(s.item)) for runs in groups.values() for run in runs
-    ]
+    kept = [scene for runs in groups.values() for run in runs for scene in _complementary(run)]
     return tuple(sorted(kept, key=lambda s: (s.datetime, s.id)))
+
+
+def _complementary(run: Sequence[_Scene]) -> list[_Scene]:
+    """The newest processing of ``run`` plus each other product that adds new ground."""
+    ordered = sorted(run, key=lambda s: processing_key(s.item), reverse=True)
+    if len(ordered) == 1:
+        return ordered
+    import shapely.geometry
+    from shapely.errors import GEOSException
+
+    kept = [ordered[0]]
+    try:
+        union = shapely.geometry.shape(ordered[0].item.geometry)
+        for scene in ordered[1:]:
+            footprint = shapely.geometry.shape(scene.item.geometry)
+            if (
+                footprint.area > 0
+                and footprint.difference(union).area > NEW_GROUND * footprint.area
+            ):
+                kept.append(scene)
+                union = union.union(footprint)
+    except (GEOSException, AttributeError, TypeError, ValueError, KeyError):
+        return kept[:1]  # no usable geometry: one product, as before
+    return kept
+
+
+def s1_acquisitions(items: Iterable[pystac.Item]) -> list[list[pystac.Item]]:
+    """Sentinel-1 items grouped into acquisitions (all slices of one datatake), in time order.
+
+    Slices belong together when platform and ``s1:datatake_id`` (else ``sat:absolute_orbit``)
+    match; items that carry neither join the previous slice of their platform when they start
+    within :data:`SAME_DATATAKE` of it. Slices within an acquisition are in time, then id, order.
+    """
+    groups: dict[tuple[str, str], list[pystac.Item]] = {}
+    loose: dict[str, list[list[pystac.Item]]] = {}
+    for item in sorted(items, key=lambda i: (item_datetime(i), i.id)):
+        props = item.properties
+        platform = str(props.get("platform", "unknown")).lower()
+        take = next(
+            (f"{k}={props[k]}" for k in ("s1:datatake_id", "sat:absolute_orbit") if props.get(k)),
+            None,
+        )
+        if take is not None:
+            groups.setdefault((platform, take), []).append(item)
+            continue
+        runs = loose.setdefault(platform, [])
+        if runs and item_datetime(item) - item_datetime(runs[-1][-1]) <= SAME_DATATAKE:
+            runs[-1].append(item)
+        else:
+            runs.append([item])
+    every = [*groups.values(), *(run for runs in loose.values() for run in runs)]
+    return sorted(every, key=lambda g: (item_datetime(g[0]), g[0].id))
 
 
 def pair_nearest(

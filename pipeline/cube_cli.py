@@ -38,26 +38,21 @@ def run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from clearcube.catalogs import search
-    from clearcube.catalogs.bands import EARTH_SEARCH_ASSETS, L2A_MISSING, S1_BANDS, S2_BANDS
-    from clearcube.pipeline.cube import DEFAULT_REGION, load_cube, write_cube
+    from clearcube.catalogs.bands import EARTH_SEARCH_ASSETS, L2A_MISSING, S2_BANDS
+    from clearcube.pipeline.cube import DEFAULT_REGION, write_cube
+    from clearcube.pipeline.cube_load import load_scenes
 
     scenes = search(
         bbox=args.bbox, start=args.start, end=args.end, max_cloud=args.max_cloud,
         profile=args.profile, stac_url=args.stac_url, collections=args.collections,
         level=args.level, with_s1=not args.no_s1,
     )  # fmt: skip
-    profile = scenes.profile
-    assets = profile.assets if profile is not None else EARTH_SEARCH_ASSETS
-    sign = profile.signer if profile is not None and profile.signer else (lambda item: item)
-    bands = [b for b in S2_BANDS if not (args.level == "L2A" and b in L2A_MISSING)]
-    ds = load_cube(
-        [sign(s.item) for s in scenes.s2],
-        [sign(s.item) for s in scenes.s1] or None,
+    assets = scenes.profile.assets if scenes.profile is not None else EARTH_SEARCH_ASSETS
+    ds = load_scenes(
+        scenes,
         bbox=args.bbox,
-        s2_assets={b: assets[b] for b in bands},
-        s1_assets={p: assets[p] for p in S1_BANDS},
+        bands=[b for b in S2_BANDS if not (args.level == "L2A" and b in L2A_MISSING)],
         resolution=args.resolution,
-        s1_pairing=scenes.pairs,
         extra_assets={"scl": assets["SCL"]} if args.level == "L2A" else None,
         skip_bad_assets=args.skip_bad_assets,
     )

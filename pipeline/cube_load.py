@@ -36,9 +36,17 @@ import pystac
 import xarray as xr
 
 from clearcube.catalogs.bands import S1_BANDS, S2_BANDS
+from clearcube.catalogs.radiometry import S1Units, s1_conversion, s2_conversion
+from clearcube.catalogs.records import SceneSet, s1_acquisitions
 from clearcube.errors import BadInputError
 from clearcube.pipeline.cube_grid import BBox, check_bbox, default_crs, target_geobox
-from clearcube.pipeline.retry import RetryPolicy, asset_index, find_bad_assets, retrying_driver
+from clearcube.pipeline.retry import (
+    AssetRef,
+    RetryPolicy,
+    asset_index,
+    find_bad_assets,
+    retrying_driver,
+)
 
 log = logging.getLogger(__name__)
 
@@ -139,6 +147,7 @@ def load_cube(
     extra_assets: Mapping[str, str] | None = None,
     retry: RetryPolicy = RetryPolicy(),  # noqa: B008 (frozen, immutable default)
     skip_bad_assets: bool = False,
+    s1_units: Mapping[str, S1Units] | None = None,
 ) -> xr.Dataset:
     """Build the lazy S1/S2 cube of ``s2_items`` (and ``s1_items``) over ``bbox``.
 
@@ -158,6 +167,12 @@ def load_cube(
         retry: attempts and backoff for every chunk read.
         skip_bad_assets: probe every asset first and drop dates (S2) or pairings (S1) whose
             assets cannot be read, with a warning, instead of failing the build later.
+        s1_units: collection -> units of its SAR values, for items whose assets do not say
+            (the catalog profile's :attr:`~clearcube.catalogs.profiles.CatalogProfile.s1_units`).
+
+    Values are brought to clearcube's convention per item as they are read
+    (:mod:`clearcube.catalogs.radiometry`): Sentinel-2 without the baseline-04.00 offset,
+    Sentinel-1 in dB.
 
     Returns:
         Dataset with ``s2`` (time, band, y, x) uint16 DN (nodata 0), ``s1`` (time, s1_band, y, x)
@@ -167,7 +182,8 @@ def load_cube(
 
     Raises:
         BadInputError: bad bbox or resolution, no S2 items, items lacking requested bands, every
-            date unreadable with ``skip_bad_assets``.
+            date unreadable with ``skip_bad_assets``, an item whose Sentinel-2 offset or
+            Sentinel-1 units its metadata cannot establish (or that are uncalibrated amplitude).
     """
     box = check_bbox(bbox)
     if not s2_items:
@@ -186,11 +202,18 @@ def load_cube(
     s2_items, s1_list = resolve_hrefs(s2_items), resolve_hrefs(s1_list)
     check_assets(s2_items, {**{b: s2_assets[b] for b in bands}, **extra}, "Sentinel-2")
     check_assets(s1_list, s1_assets, "Sentinel-1")
+    # Decide every item's conversion now: an item clearcube cannot interpret is refused
+    # before anything is read or written.
+    s2_keys = [s2_assets[b] for b in bands]
+    s2_index = asset_index(s2_items, s2_keys, s2_conversion)
+    s1_index = asset_index(
+        s1_list, list(s1_assets.values()), lambda i, k: s1_conversion(i, k, s1_units)
+    )
 
     gbox = target_geobox(box, crs or default_crs(s2_items, box), resolution)
     lon = (box[0] + box[2]) / 2
     s2_groups = group_by_solar_day(s2_items, lon)
-    s1_groups = group_by_solar_day(s1_list, lon)
+    s1_groups = s1_acquisitions(s1_list)
     pairs = pair_dates(s2_groups, s1_groups, s1_pairing)
     if skip_bad_assets:
         s2_groups, pairs = _drop_bad(
@@ -198,13 +221,12 @@ def load_cube(
             list(s1_assets.values()), gbox, retry,
         )  # fmt: skip
 
-    s2_keys = [s2_assets[b] for b in bands]
-    s2 = _odc_load(s2_groups, s2_keys, gbox, chunks, retry, "nearest", "uint16", 0)
+    s2 = _odc_load(s2_groups, s2_keys, gbox, chunks, retry, "nearest", "uint16", 0, s2_index)
     ds = xr.Dataset({"s2": _stack(s2, s2_keys, bands, "band").chunk({"band": -1})})
     for name, key in extra.items():
         ex = _odc_load(s2_groups, [key], gbox, chunks, retry, "nearest", "uint8", 0)
         ds[name] = ex[key].drop_vars("spatial_ref", errors="ignore")
-    ds["s1"] = _s1_aligned(s1_groups, pairs, s1_assets, gbox, chunks, retry, ds["s2"])
+    ds["s1"] = _s1_aligned(s1_groups, pairs, s1_assets, gbox, chunks, retry, ds["s2"], s1_index)
 
     times = [_naive64(_when(g[0])) for g in s2_groups]
     s1_times = [np.datetime64("NaT", "ns") if k is None else _naive64(_when(s1_groups[k][0])) for k in pairs]  # fmt: skip
@@ -213,7 +235,7 @@ def load_cube(
         cloud_cover=("time", [_cloud_cover(g) for g in s2_groups]),
         s1_time=("time", np.array(s1_times, dtype="datetime64[ns]")),
     )
-    ds["s2"].attrs.update(nodata=0, units="DN (reflectance x 10000)")
+    ds["s2"].attrs.update(nodata=0, units="DN (reflectance x 10000, baseline-04.00 offset removed)")
     ds["s1"].attrs.update(units="dB")
     ds.attrs.update(
         crs=str(gbox.crs),
@@ -221,10 +243,53 @@ def load_cube(
         resolution=float(resolution),
         clearcube_chunk=int(chunks),
         clearcube_fingerprint=_fingerprint(
-            s2_groups, s1_groups, pairs, box, s2_assets, s1_assets, extra, gbox, chunks
+            s2_groups,
+            s1_groups,
+            pairs,
+            box,
+            s2_assets,
+            s1_assets,
+            extra,
+            gbox,
+            chunks,
+            {**s2_index, **s1_index},
         ),
     )
     return ds
+
+
+def load_scenes(
+    scenes: SceneSet,
+    *,
+    bbox: Sequence[float],
+    bands: Sequence[str],
+    resolution: float = 10,
+    extra_assets: Mapping[str, str] | None = None,
+    skip_bad_assets: bool = False,
+    chunks: int = DEFAULT_CHUNK,
+) -> xr.Dataset:
+    """The cube of a search result: what ``clearcube cube`` and ``clearcube run`` both build.
+
+    Every slice of each paired Sentinel-1 acquisition is loaded (and mosaicked), with the asset
+    names and SAR units of the scenes' catalog profile.
+    """
+    from clearcube.catalogs.bands import EARTH_SEARCH_ASSETS
+
+    profile = scenes.profile
+    assets = profile.assets if profile is not None else EARTH_SEARCH_ASSETS
+    return load_cube(
+        scenes.s2_items(),
+        scenes.s1_items_paired(),
+        bbox=bbox,
+        s2_assets={b: assets.get(b, b) for b in bands},
+        s1_assets={p: assets.get(p, p.lower()) for p in S1_BANDS},
+        resolution=resolution,
+        chunks=chunks,
+        s1_pairing=dict(scenes.pairs),
+        extra_assets=extra_assets,
+        skip_bad_assets=skip_bad_assets,
+        s1_units=profile.s1_units if profile is not None else None,
+    )
 
 
 def resolve_hrefs(items: Sequence[pystac.Item]) -> list[pystac.Item]:
@@ -261,10 +326,13 @@ def _odc_load(
     resampling: str,
     dtype: str,
     nodata: float,
+    index: Mapping[str, AssetRef] | None = None,
 ) -> xr.Dataset:
     import odc.stac
 
     items = [item for group in groups for item in group]
+    if index is None:
+        index = asset_index(items, keys)
     date_of = {item.id: k for k, group in enumerate(groups) for item in group}
     ds: xr.Dataset = odc.stac.load(
         items,
@@ -275,7 +343,7 @@ def _odc_load(
         resampling=resampling,
         dtype=dtype,
         nodata=nodata,
-        driver=retrying_driver(retry, asset_index(items, keys)),
+        driver=retrying_driver(retry, index),
     )
     return ds
 
@@ -288,6 +356,7 @@ def _s1_aligned(
     chunks: int,
     retry: RetryPolicy,
     like: xr.DataArray,
+    index: Mapping[str, AssetRef],
 ) -> xr.DataArray:
     """S1 on the S2 time axis: date k holds S1 date ``pairs[k]``, NaN when unpaired."""
     import dask.array as da
@@ -303,11 +372,11 @@ def _s1_aligned(
             coords={"s1_band": np.array(names, dtype=object)},
         )
     keys = [s1_assets[p] for p in names]
-    s1 = _odc_load(s1_groups, keys, gbox, chunks, retry, "bilinear", "float32", float("nan"))
+    s1 = _odc_load(s1_groups, keys, gbox, chunks, retry, "bilinear", "float32", float("nan"), index)
     stacked = _stack(s1, keys, names, "s1_band").chunk({"s1_band": -1})
-    index = np.array([0 if p is None else p for p in pairs])
+    order = np.array([0 if p is None else p for p in pairs])
     has_pair = xr.DataArray(np.array([p is not None for p in pairs]), dims="time")
-    aligned = stacked.isel(time=index).drop_vars(["time", "spatial_ref"], errors="ignore")
+    aligned = stacked.isel(time=order).drop_vars(["time", "spatial_ref"], errors="ignore")
     return aligned.where(has_pair).astype("float32")
 
 
@@ -346,8 +415,13 @@ def _fingerprint(
     extra: Mapping[str, str],
     gbox: Any,
     chunks: int,
+    index: Mapping[str, AssetRef],
 ) -> str:
+    conversions = sorted(
+        f"{r.item_id}/{r.key}:{r.conversion.kind}{r.conversion.offset:+d}" for r in index.values()
+    )
     doc = {
+        "conversions": conversions,
         "s2": [[i.id for i in g] for g in s2_groups],
         "s1": [[i.id for i in g] for g in s1_groups],
         "pairs": list(pairs),

@@ -133,7 +133,8 @@ def sample_tile(
 
     The composite is the mean of ``spec.samples`` samples; the spread their standard deviation
     (zero for one sample). Clear pixels come out as the mean of their clear observations
-    (Eq. 26), whatever the model.
+    (Eq. 26), whatever the model, taken from the DN themselves: the model's value range
+    (reflectance clipped to [0, 1]) must not clip a bright clear pixel (snow, salt pans, SWIR).
     """
     import torch
 
@@ -143,6 +144,7 @@ def sample_tile(
 
     device = resolve_device(spec.device)
     net, cfg, _ = worker_model(spec.checkpoint, device)
+    clear_mean, seen = _clear_mean(s2, known)
     # The U-Net needs sides divisible by 2^(levels-1); a region smaller than a tile gives a
     # tile of any size, so pad (reflect the data, mark the padding unknown) and crop after.
     h, w = s2.shape[-2:]
@@ -172,7 +174,16 @@ def sample_tile(
             outs.append(s2_from_model(x0[0, :, :h, :w].float().cpu().numpy()))
     stack = np.stack(outs)
     spread = stack.std(axis=0) if spec.samples > 1 else np.zeros_like(stack[0])
-    return stack.mean(axis=0).astype(np.float32), spread.astype(np.float32)
+    composite = np.where(seen[None], clear_mean, stack.mean(axis=0))
+    return composite.astype(np.float32), np.where(seen[None], 0.0, spread).astype(np.float32)
+
+
+def _clear_mean(s2: np.ndarray, known: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(mean DN of each pixel's clear observations (C, h, w), seen (h, w))``."""
+    known = np.asarray(known, dtype=bool)
+    count = known.sum(axis=0)
+    total = np.einsum("lchw,lhw->chw", s2.astype(np.float64), known.astype(np.float64))
+    return total / np.maximum(count, 1)[None], count > 0
 
 
 def _fill_missing_sar(sar: np.ndarray) -> np.ndarray:
@@ -195,25 +206,37 @@ def infer_tile(job: TileJob) -> TileOutcome:
 
         torch.set_num_threads(int(torch_threads))
     s2, s1, known = read_tile_inputs(job.cube, job.tile, job.dates)
+    covered = np.any(np.all(s2 > 0, axis=1), axis=0)
     picked = list(choose_tile_dates(known, max_dates=job.max_dates))
     s2, s1, known = s2[picked], s1[picked], first_clear(known[picked])
     composite, spread = sample_tile(s2, s1, known, job.tile, job.model)
     seen = known.any(axis=0)
-    # The store (and the COGs after it) hold reflectance; the composite COG encodes it as DN.
-    products = {
-        "composite": composite / DN_PER_REFLECTANCE,
-        "uncertainty": spread / DN_PER_REFLECTANCE,
-        "provenance": provenance_layers(known),
-    }
+    products = tile_products(composite, spread, known, covered)
     job.store.write_tile(job.tile, {p: products[p] for p in job.store.spec.products})
     return TileOutcome(
         number=job.store.spec.plan.number(job.tile),
         clear_fraction=float(seen.mean()),
-        generated_fraction=float(1.0 - seen.mean()),
+        generated_fraction=float((covered & ~seen).mean()),
         dates=tuple(job.dates[i] for i in picked),
         seconds=time.perf_counter() - start,
         worker=_worker_address(),
     )
+
+
+def tile_products(
+    composite: np.ndarray, spread: np.ndarray, known: np.ndarray, covered: np.ndarray
+) -> dict[str, np.ndarray]:
+    """What a tile writes to the mosaic store: composite and spread in reflectance, provenance.
+
+    A pixel that no candidate date covers (``covered`` False: outside every footprint) is
+    nodata (NaN, provenance 0), not generated: clouds hide ground that exists, beyond the swath
+    there is nothing to fill.
+    """
+    return {
+        "composite": np.where(covered, composite / DN_PER_REFLECTANCE, np.nan),
+        "uncertainty": np.where(covered, spread / DN_PER_REFLECTANCE, np.nan),
+        "provenance": provenance_layers(known) * covered,
+    }
 
 
 def _worker_address() -> str:

@@ -20,6 +20,7 @@ from typing import Any, TypeVar
 
 import pystac
 
+from clearcube.catalogs.radiometry import NO_CONVERSION, PixelConversion
 from clearcube.errors import AssetReadError, BadInputError
 
 log = logging.getLogger(__name__)
@@ -58,6 +59,8 @@ class AssetRef:
     """STAC item id."""
     key: str
     """Asset key in the item (``"blue"``, ``"vv"``)."""
+    conversion: PixelConversion = NO_CONVERSION
+    """What the reader does to the asset's raw values (:mod:`clearcube.catalogs.radiometry`)."""
 
 
 def _retryable() -> tuple[type[BaseException], ...]:
@@ -114,19 +117,26 @@ def asset_read_error(
     )
 
 
-def asset_index(items: Sequence[pystac.Item], asset_keys: Sequence[str]) -> dict[str, AssetRef]:
-    """Map each requested asset's href to its item id and asset key."""
+def asset_index(
+    items: Sequence[pystac.Item],
+    asset_keys: Sequence[str],
+    conversion: Callable[[pystac.Item, str], PixelConversion] | None = None,
+) -> dict[str, AssetRef]:
+    """Map each requested asset's href to its item id, asset key and value conversion."""
     index: dict[str, AssetRef] = {}
     for item in items:
         for key in asset_keys:
             asset = item.assets.get(key)
             if asset is not None:
-                index[asset.get_absolute_href() or asset.href] = AssetRef(item.id, key)
+                how = conversion(item, key) if conversion is not None else NO_CONVERSION
+                index[asset.get_absolute_href() or asset.href] = AssetRef(item.id, key, how)
     return index
 
 
 class _RetryingReader:
-    """Wraps one odc-loader raster reader; every ``read`` goes through :func:`retry_call`."""
+    """Wraps one odc-loader raster reader; every ``read`` goes through :func:`retry_call`, and
+    the pixels it returns are converted to clearcube's convention (``ref.conversion``) before
+    odc-loader fuses the items of a date, so each item gets its own offset or units."""
 
     def __init__(self, inner: Any, href: str, ref: AssetRef | None, policy: RetryPolicy):
         self._inner = inner
@@ -135,12 +145,17 @@ class _RetryingReader:
         self._policy = policy
 
     def read(self, cfg: Any, dst_geobox: Any, *, dst: Any = None, selection: Any = None) -> Any:
-        return retry_call(
+        roi, pixels = retry_call(
             lambda: self._inner.read(cfg, dst_geobox, dst=dst, selection=selection),
             self._policy,
             href=self._href,
             ref=self._ref,
         )
+        if self._ref is not None and self._ref.conversion.kind != "none":
+            # odc-loader reads each source into its own buffer (dst=None) and fuses after, so
+            # converting in place touches only this item's pixels.
+            self._ref.conversion.apply(pixels)
+        return roi, pixels
 
 
 def retrying_driver(policy: RetryPolicy, index: Mapping[str, AssetRef]) -> Any:

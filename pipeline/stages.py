@@ -88,18 +88,15 @@ def check_mask_asset(scenes: SceneSet, opts: CompositeOptions) -> None:
 
 def build_cube(scenes: SceneSet, opts: CompositeOptions, path: Path, report: Report) -> Path:
     """Load the scenes onto one grid and write (or resume) the Zarr cube at ``path``."""
-    from clearcube.pipeline.cube import load_cube, write_cube
+    from clearcube.pipeline.cube import write_cube
+    from clearcube.pipeline.cube_load import load_scenes
 
     assets = dict(scenes.profile.assets) if scenes.profile is not None else {}
-    bands = cube_bands(opts)
-    cube = load_cube(
-        scenes.s2_items(),
-        scenes.s1_items_paired(),
+    cube = load_scenes(
+        scenes,
         bbox=opts.bbox,
-        s2_assets={b: assets.get(b, b) for b in bands},
-        s1_assets={p: assets.get(p, p.lower()) for p in S1_BANDS},
+        bands=cube_bands(opts),
         resolution=opts.resolution,
-        s1_pairing=dict(scenes.pairs),
         extra_assets=_mask_assets(opts, assets),
     )
     return write_cube(cube, path, progress=lambda done, total: report("cube", done, total))

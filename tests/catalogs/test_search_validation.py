@@ -69,7 +69,10 @@ def test_profiles_resolve_collections_per_level() -> None:
         None,
     )
     es = resolve_profile("earth-search", stac_url=EARTH_SEARCH.url)
-    assert es.name == "earth-search" and es.s1 == "sentinel-1-grd"
+    # Earth Search's only S1 collection is uncalibrated amplitude: no SAR unless asked for.
+    assert es.name == "earth-search" and es.s1 is None
+    named = resolve_profile("earth-search", collections=["sentinel-2-l1c", "sentinel-1-grd"])
+    assert named.s1 == "sentinel-1-grd" and named.s1_units["sentinel-1-grd"] == "amplitude"
 
 
 def test_planetary_computer_has_no_l1c() -> None:

@@ -95,8 +95,13 @@ def make_s2_item(
     size_m: float = SIZE_M,
     cloud_cover: float = 10.0,
     with_scl: bool = False,
+    baseline: str = "02.14",
 ) -> pystac.Item:
-    """Write one S2 scene (one COG per band, native resolution) and return its STAC item."""
+    """Write one S2 scene (one COG per band, native resolution) and return its STAC item.
+
+    Its values are :func:`s2_value`; a ``baseline`` of 04.00 or later adds ESA's +1000 DN offset
+    to them, as real products of those baselines do.
+    """
     x0, y0 = origin
     bounds = (x0, y0 - size_m, x0 + size_m, y0)
     bbox = _footprint(bounds, EPSG)
@@ -105,7 +110,11 @@ def make_s2_item(
         geometry=_polygon(bbox),
         bbox=bbox,
         datetime=when,
-        properties={"eo:cloud_cover": cloud_cover, "proj:code": f"EPSG:{EPSG}"},
+        properties={
+            "eo:cloud_cover": cloud_cover,
+            "proj:code": f"EPSG:{EPSG}",
+            "s2:processing_baseline": baseline,
+        },
         stac_extensions=list(EXTENSIONS),
     )
     layers: list[tuple[str, int, str, np.ndarray]] = []
@@ -113,7 +122,9 @@ def make_s2_item(
         res = S2_RESOLUTION[band]
         n = int(size_m // res)
         rows, cols = np.mgrid[0:n, 0:n]
-        layers.append((EARTH_SEARCH_ASSETS[band], res, "uint16", s2_value(band, date, rows, cols)))
+        shift = 1000 if baseline >= "04.00" else 0
+        values = s2_value(band, date, rows, cols) + shift
+        layers.append((EARTH_SEARCH_ASSETS[band], res, "uint16", values))
     if with_scl:
         n = int(size_m // 20)
         rows, cols = np.mgrid[0:n, 0:n]
