@@ -55,10 +55,14 @@ class CatalogProfile:
         """
         collection = self.s2_l1c if level == "L1C" else self.s2_l2a
         if collection is None:
-            other = "L2A" if level == "L1C" else "L1C"
+            route = (
+                "the L2A route (run/demo: --mask scl; search/cube: --level L2A)"
+                if level == "L1C"
+                else "the L1C route (run/demo: --mask s2cloudless; search/cube: --level L1C)"
+            )
             raise BadInputError(
-                f"profile {self.name!r} has no Sentinel-2 {level} collection; "
-                f"use --level {other} or another profile"
+                f"profile {self.name!r} has no Sentinel-2 {level} collection; use {route} "
+                "or another profile"
             )
         return collection
 

@@ -6,6 +6,8 @@ Every message is one line that says what was wrong and what to do about it. The 
 
 from __future__ import annotations
 
+import re
+
 
 class ClearcubeError(Exception):
     """Base of every error clearcube raises on purpose."""
@@ -37,3 +39,41 @@ def missing_dependency(package: str, extra: str) -> ImportError:
     return ImportError(
         f"{package} is not installed; install it with: pip install 'clearcube[{extra}]'"
     )
+
+
+_SIGNED_QUERY = re.compile(r"(?P<url>(?:https?|s3|gs|az)://[^\s?'\"<>]+)\?[^\s'\"<>]*")
+
+
+def redact(text: str) -> str:
+    """``text`` with the query string of every URL in it replaced by ``?<redacted>``.
+
+    Signed hrefs (Planetary Computer SAS tokens ``?st=...&sig=...``, AWS presigned
+    ``X-Amz-Signature``) are credentials: no error, log line or output of clearcube shows them.
+    """
+    return _SIGNED_QUERY.sub(lambda m: f"{m.group('url')}?<redacted>", text)
+
+
+def install_log_redaction() -> None:
+    """Make every log record of this process pass through :func:`redact` (idempotent).
+
+    Libraries below clearcube log the hrefs they fail on (odc-loader: "Failed to load URL"), so
+    a filter on clearcube's own loggers is not enough; the record factory sees every record.
+    """
+    import logging
+
+    current = logging.getLogRecordFactory()
+    if getattr(current, "clearcube_redacts", False):
+        return
+
+    def factory(*args: object, **kwargs: object) -> logging.LogRecord:
+        record = current(*args, **kwargs)  # type: ignore[arg-type]
+        try:
+            message = record.getMessage()
+        except (TypeError, ValueError):  # a malformed record: leave it to logging to report
+            return record
+        if "://" in message and "?" in message:
+            record.msg, record.args = redact(message), None
+        return record
+
+    factory.clearcube_redacts = True  # type: ignore[attr-defined]
+    logging.setLogRecordFactory(factory)

@@ -144,15 +144,17 @@ def load_checkpoint(
     """
     payload = read_checkpoint(path, device="cpu")
     cfg = ModelConfig.from_dict(payload["config"])
-    for kind, have, expect, flag in (
-        ("bands", cfg.s2_bands, expect_s2_bands, "--bands"),
-        ("SAR polarisations", cfg.s1_bands, expect_s1_bands, "--s1-bands"),
+    for kind, have, expect in (
+        ("bands", cfg.s2_bands, expect_s2_bands),
+        ("SAR polarisations", cfg.s1_bands, expect_s1_bands),
     ):
         if expect is not None and tuple(expect) != tuple(have):
+            bundled = {13: "demo.pt (L1C, --mask s2cloudless)", 12: "demo-l2a.pt (L2A, --mask scl)"}
+            hint = bundled.get(len(tuple(expect)), "") if kind == "bands" else ""
             raise CheckpointMismatchError(
                 f"checkpoint {path} was trained on {kind} {list(have)}; the cube has "
-                f"{list(expect)}; pass a checkpoint trained on these {kind} or reload the cube "
-                f"with {flag} {' '.join(have)}"
+                f"{list(expect)}; pass --checkpoint with one trained on these {kind}"
+                + (f" (bundled: model/checkpoints/{hint})" if hint else "")
             )
     net = UNet(cfg.unet)
     weights = "ema" if use_ema and payload.get("ema") is not None else "raw"

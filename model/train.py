@@ -12,6 +12,7 @@ mixed precision, checkpoints (resumable, including the RNG state) and validation
 from __future__ import annotations
 
 import copy
+import dataclasses
 import logging
 import math
 import time
@@ -213,12 +214,12 @@ def _simulated_datasets(cfg: TrainConfig, model_cfg: ModelConfig) -> tuple[Datas
             seed=cfg.seed + i,
             **common,
         )
-        for i, cube in enumerate(simulated_cubes(d.seeds, size=d.size))
+        for i, cube in enumerate(simulated_cubes(d.seeds, size=d.size, level=d.level))
     ]
     # validation uses real cloudy inputs only: that is the task being measured
     val_sets = [
         CubeDataset(cube, samples_per_date=4, seed=cfg.seed + 1000 + i, **common)
-        for i, cube in enumerate(simulated_cubes(d.val_seeds, size=d.size))
+        for i, cube in enumerate(simulated_cubes(d.val_seeds, size=d.size, level=d.level))
     ]
     return ConcatDataset(train_sets), ConcatDataset(val_sets)
 
@@ -399,18 +400,49 @@ def _save(
 
 
 def _init_weights(source: str, model_cfg: ModelConfig, net: nn.Module, ema: nn.Module) -> None:
-    """Start from another checkpoint's weights (its EMA when it has one)."""
+    """Start from another checkpoint's weights (its EMA when it has one).
+
+    A network whose Sentinel-2 bands are a subset of the checkpoint's (an L2A model from an
+    L1C one: no B10) starts from the checkpoint with those bands' input and output channels
+    kept and the others dropped; every other weight must match in shape.
+    """
     payload = read_checkpoint(source)
     stored = ModelConfig.from_dict(payload["config"])
-    if stored.unet != model_cfg.unet:
+    same_but_bands = dataclasses.replace(stored.unet, in_channels=model_cfg.unet.in_channels)
+    subset = set(model_cfg.s2_bands) <= set(stored.s2_bands)
+    if stored.unet != model_cfg.unet and not (same_but_bands == model_cfg.unet and subset):
         raise BadInputError(
             f"train: init checkpoint {source} has another network shape than this run's; "
             "use its preset (or model.unet) or drop init"
         )
     state = payload["ema"] if payload.get("ema") is not None else payload["state_dict"]
+    if stored.s2_bands != model_cfg.s2_bands:
+        state = _select_bands(state, stored, model_cfg)
     net.load_state_dict(state)
     ema.load_state_dict(state)
     log.info("initialised from %s (step %d)", source, int(payload["step"]))
+
+
+def _select_bands(
+    state: dict[str, Tensor], stored: ModelConfig, target: ModelConfig
+) -> dict[str, Tensor]:
+    """``state`` with the first convolution's and the output's channels cut to ``target``'s bands."""
+    keep = [stored.s2_bands.index(b) for b in target.s2_bands]
+    c = len(stored.s2_bands)
+    cond = list(range(c, c + stored.unet.cond_channels))
+    out = keep + ([c + k for k in keep] if stored.unet.learn_sigma else [])
+    first_in = next(k for k, v in state.items() if v.ndim == 4 and v.shape[1] == c + len(cond))
+    weights = [
+        k for k, v in state.items() if v.ndim == 4 and v.shape[0] == stored.unet.out_channels
+    ]
+    last_out = weights[-1]
+    bias = last_out.removesuffix("weight") + "bias"
+    picked = dict(state)
+    picked[first_in] = state[first_in][:, keep + cond]
+    picked[last_out] = state[last_out][out]
+    if bias in state:
+        picked[bias] = state[bias][out]
+    return picked
 
 
 def _maybe_resume(

@@ -39,6 +39,9 @@ class DataConfig:
     """Simulated data: seeds of the validation landscapes."""
     size: int = 384
     """Simulated data: side of each simulated cube in pixels (a multiple of 6)."""
+    level: Literal["L1C", "L2A"] = "L1C"
+    """Simulated data: top-of-atmosphere L1C (13 bands) or surface-reflectance L2A (12 bands);
+    the model's ``s2_bands`` must be the level's bands."""
 
 
 @dataclass(frozen=True)

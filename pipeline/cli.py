@@ -17,6 +17,7 @@ import sys
 from collections.abc import Sequence
 
 from clearcube import BadInputError, ClearcubeError, __version__
+from clearcube.errors import install_log_redaction, redact
 
 # Modules that register subcommands, in the order they appear in ``--help``.
 COMMAND_MODULES: tuple[str, ...] = (
@@ -65,19 +66,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=(logging.WARNING, logging.INFO, logging.DEBUG)[min(args.verbose, 2)],
         format="%(levelname)s %(name)s: %(message)s",
     )
+    install_log_redaction()
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
     try:
         return int(args.func(args) or 0)
     except BadInputError as exc:
-        print(f"clearcube: error: {exc}", file=sys.stderr)
+        print(f"clearcube: error: {redact(str(exc))}", file=sys.stderr)
         return 2
     except ImportError as exc:  # an optional dependency (missing_dependency gives the install line)
         print(f"clearcube: error: {exc}", file=sys.stderr)
         return 2
     except ClearcubeError as exc:
-        print(f"clearcube: failed: {exc}", file=sys.stderr)
+        print(f"clearcube: failed: {redact(str(exc))}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("clearcube: interrupted; rerun the same command to resume", file=sys.stderr)

@@ -21,7 +21,7 @@ from typing import Any, TypeVar
 import pystac
 
 from clearcube.catalogs.radiometry import NO_CONVERSION, PixelConversion
-from clearcube.errors import AssetReadError, BadInputError
+from clearcube.errors import AssetReadError, BadInputError, install_log_redaction, redact
 
 log = logging.getLogger(__name__)
 
@@ -96,7 +96,9 @@ def retry_call(
             if delay is None:
                 error = asset_read_error(href, ref, exc, policy.attempts)
                 break
-            log.info("read of %s failed (%s); retrying in %.2f s", href, exc, delay)
+            log.info(
+                "read of %s failed (%s); retrying in %.2f s", redact(href), redact(str(exc)), delay
+            )
         sleep(delay)
     # Raised outside the ``except`` block, unchained: the reason is in the message, and a
     # GDAL exception in the chain makes distributed hand the client a bare ``Exception``
@@ -111,7 +113,7 @@ def asset_read_error(
     what = f"asset {ref.key!r} of item {ref.item_id!r}" if ref else "asset"
     reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
     return AssetReadError(
-        f"cannot read {what} at {href} after {attempts} attempt(s): {reason}; "
+        f"cannot read {what} at {redact(href)} after {attempts} attempt(s): {redact(reason)}; "
         "check that the file exists and is a complete GeoTIFF (re-download it), "
         "or rerun with --skip-bad-assets to drop that date"
     )
@@ -166,6 +168,8 @@ def retrying_driver(policy: RetryPolicy, index: Mapping[str, AssetRef]) -> Any:
         index: href -> :class:`AssetRef`, from :func:`asset_index`, for the error messages.
     """
     from odc.loader._rio import RioDriver
+
+    install_log_redaction()  # odc-loader logs failing hrefs, SAS tokens and all
 
     class RetryingRioDriver(RioDriver):  # type: ignore[misc]
         """odc-loader's rasterio driver with retried, asset-naming reads."""

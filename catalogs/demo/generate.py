@@ -136,9 +136,7 @@ def _build(target: _Target, *, size: int, seed: int, n_dates: int) -> None:
         sequences = (0, 1) if t == _DUPLICATE_INDEX else (0,)
         for seq in sequences:
             l1c.append(_write_s2(target, "sentinel-2-l1c", seq, to_dn(toa), truth, None, **common))
-        boa = (toa - _PATH[:, None, None].astype(np.float32)) / _TRANS[:, None, None].astype(
-            np.float32
-        )
+        boa = toa_to_boa(toa)
         scl = _scene_classification(land, day, sky.truth, size)
         l2a.append(_write_s2(target, "sentinel-2-l2a", 0, to_dn(boa), truth, scl, **common))
         log.debug("S2 date %s written (%.0f %% cloud)", day, 100 * np.isin(truth, (1, 2, 3)).mean())
@@ -168,6 +166,13 @@ def _build(target: _Target, *, size: int, seed: int, n_dates: int) -> None:
     done = target.work / ".DONE.tmp"
     done.write_text(f"clearcube demo v{DEMO_VERSION} size={size} seed={seed} dates={n_dates}\n")
     os.replace(done, target.work / "DONE")
+
+
+def toa_to_boa(toa: np.ndarray) -> np.ndarray:
+    """The demo's L1C -> L2A correction of ``(13, ...)`` reflectance: per band (toa - path) / trans."""
+    shape = (-1,) + (1,) * (toa.ndim - 1)
+    path = _PATH.reshape(shape).astype(np.float32)
+    return ((toa - path) / _TRANS.reshape(shape).astype(np.float32)).astype(np.float32)
 
 
 def simulate_s2_date(

@@ -76,7 +76,10 @@ def test_profiles_resolve_collections_per_level() -> None:
 
 
 def test_planetary_computer_has_no_l1c() -> None:
-    with pytest.raises(BadInputError, match="no Sentinel-2 L1C collection; use --level L2A"):
+    with pytest.raises(
+        BadInputError,
+        match=r"no Sentinel-2 L1C collection; use the L2A route \(run/demo: --mask scl",
+    ):
         resolve_profile("planetary-computer", level="L1C")
 
 

@@ -18,7 +18,7 @@ import pystac
 import pytest
 import rasterio
 
-from clearcube.errors import AssetReadError, BadInputError
+from clearcube.errors import AssetReadError, BadInputError, redact
 from clearcube.pipeline.cube import RetryPolicy, load_cube
 from clearcube.pipeline.retry import AssetRef, retry_call
 
@@ -210,3 +210,31 @@ def test_asset_error_reaches_a_distributed_client_intact(tmp_path: Path) -> None
         pytest.raises(AssetReadError, match=r"gone\.tif"),
     ):
         client.submit(read_missing, missing).result()
+
+
+def test_signed_query_strings_never_reach_errors_or_logs(
+    http_root: tuple[Path, str], caplog: pytest.LogCaptureFixture
+) -> None:
+    """A Planetary-Computer-style SAS token on a dead href: the error names the asset, not it."""
+    root, url = http_root
+    secret = "sv=2021-06-08&se=2026-12-02T00%3A00%3A00Z&sp=rl&sig=S3CR3TSIGNATUREabc%3D"
+    lost = make_s2_item(root, "lost", at(1), 0, bands=("B02", "B05"))
+    for asset in lost.assets.values():
+        asset.href = f"{url}/gone/{Path(asset.href).name}?{secret}"
+    ds = load_cube([lost], None, bbox=BBOX, s2_assets=ASSETS, retry=FAST)
+    with caplog.at_level(logging.DEBUG), pytest.raises(AssetReadError) as info:
+        ds.compute()
+    message = str(info.value)
+    assert f"{url}/gone/" in message and "?<redacted>" in message
+    for text in (message, caplog.text):
+        assert "S3CR3T" not in text and "sig=" not in text
+
+
+def test_redact_keeps_the_url_and_drops_only_its_query() -> None:
+    text = (
+        "cannot open 'https://x.blob.core.windows.net/a/b.tif?st=1&sig=abc' (HTTP 403) and s3://b/k"
+    )
+    assert (
+        redact(text)
+        == "cannot open 'https://x.blob.core.windows.net/a/b.tif?<redacted>' (HTTP 403) and s3://b/k"
+    )
