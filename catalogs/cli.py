@@ -28,6 +28,7 @@ def add_query_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--collections", nargs="+", default=None, metavar="NAME", help="S2 [S1] collection names"
     )
+    p.add_argument("--no-s1", action="store_true", help="no Sentinel-1 (optical only)")
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -40,7 +41,6 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )
     add_query_arguments(p)
     p.add_argument("--level", choices=LEVELS, default="L1C", help="Sentinel-2 processing level")
-    p.add_argument("--no-s1", action="store_true", help="do not search Sentinel-1")
     p.add_argument("--limit", type=int, default=None, help="keep the N least cloudy S2 scenes")
     p.add_argument(
         "--pair-days",

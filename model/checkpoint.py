@@ -37,6 +37,11 @@ from clearcube.model.unet import UNet
 CHECKPOINT_FORMAT: Final = "clearcube-checkpoint"
 CHECKPOINT_VERSION: Final = 1
 _DEMO_CHECKPOINT: Final = Path(__file__).parent / "checkpoints" / "demo.pt"
+#: Bundled checkpoint and the preset that trains it, per Sentinel-2 level.
+_DEMO_CHECKPOINTS: Final = {
+    "L1C": (_DEMO_CHECKPOINT, "demo-train.yaml"),
+    "L2A": (_DEMO_CHECKPOINT.with_name("demo-l2a.pt"), "demo-l2a-train.yaml"),
+}
 
 
 def save_checkpoint(
@@ -187,18 +192,22 @@ def checkpoint_sha256(path: str | os.PathLike[str]) -> str:
     return digest.hexdigest()
 
 
-def default_checkpoint_path() -> Path:
-    """Path of the bundled demo checkpoint; raises if it has not been trained yet.
+def default_checkpoint_path(level: str = "L1C") -> Path:
+    """Path of the bundled demo checkpoint of a Sentinel-2 level; raises if it is absent.
+
+    ``L1C``: ``demo.pt`` (13 top-of-atmosphere bands); ``L2A``: ``demo-l2a.pt`` (12 surface
+    reflectance bands, no B10), for the SCL route of Planetary Computer and Earth Search L2A.
 
     Raises:
-        BadInputError: ``model/checkpoints/demo.pt`` is absent.
+        BadInputError: the level's checkpoint is absent.
     """
-    if not _DEMO_CHECKPOINT.is_file():
+    path, preset = _DEMO_CHECKPOINTS.get(level, _DEMO_CHECKPOINTS["L1C"])
+    if not path.is_file():
         raise BadInputError(
-            f"the bundled demo checkpoint {_DEMO_CHECKPOINT} is missing; train it with "
-            "`clearcube train --config model/presets/demo-train.yaml` or pass --checkpoint PATH"
+            f"the bundled demo checkpoint {path} is missing; train it with "
+            f"`clearcube train --config model/presets/{preset}` or pass --checkpoint PATH"
         )
-    return _DEMO_CHECKPOINT
+    return path
 
 
 def _cpu(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:

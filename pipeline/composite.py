@@ -81,6 +81,11 @@ class CompositeOptions:
     """``mask="asset"``: the values of that mask that mean cloud (or shadow)."""
     resolution: float = 10.0
     """Output pixel size in metres."""
+    with_s1: bool = True
+    """Search and load Sentinel-1 (False: optical only; the model then sees no SAR)."""
+    requester_pays: bool = False
+    """Read ``s3://`` assets of requester-pays buckets (Earth Search L1C), billed to the caller's
+    AWS account; without it they are refused before any read."""
 
     @property
     def level(self) -> str:
@@ -190,6 +195,7 @@ def composite(
         with timer("search"):
             scenes = stages.search_scenes(opts)
             stages.check_mask_asset(scenes, opts)
+            stages.warn_missing_sar(scenes, opts)
         out = claim_output_dir(Path(out_dir), opts)
         with timer("cube"):
             cube_path = stages.build_cube(scenes, opts, out / "cube.zarr", report)
@@ -241,7 +247,8 @@ def make_options(bbox: Sequence[float], start: str, end: str, **kwargs: Any) -> 
     if kwargs.get("checkpoint") is None:
         from clearcube.model.checkpoint import default_checkpoint_path
 
-        kwargs["checkpoint"] = str(default_checkpoint_path())
+        level = "L2A" if kwargs.get("mask") == "scl" else "L1C"
+        kwargs["checkpoint"] = str(default_checkpoint_path(level))
     kwargs["checkpoint"] = str(Path(kwargs["checkpoint"]).resolve())
     if kwargs.get("collections") is not None:
         kwargs["collections"] = tuple(kwargs["collections"])

@@ -25,10 +25,14 @@ def register(subparsers: Any) -> None:
     p.add_argument("--out", required=True, type=Path, help="the cube store, e.g. cube.zarr")
     p.add_argument("--level", default="L1C", choices=("L1C", "L2A"))
     p.add_argument("--resolution", type=float, default=10.0, help="pixel size in metres")
-    p.add_argument("--no-s1", action="store_true", help="do not load Sentinel-1")
     p.add_argument("--region-size", type=int, default=None, help="pixels per written region")
     p.add_argument(
         "--skip-bad-assets", action="store_true", help="drop dates whose assets cannot be read"
+    )
+    p.add_argument(
+        "--requester-pays",
+        action="store_true",
+        help="read s3:// assets from requester-pays buckets (needs AWS credentials; you pay)",
     )
     p.set_defaults(func=run)
 
@@ -55,6 +59,7 @@ def run(args: argparse.Namespace) -> int:
         resolution=args.resolution,
         extra_assets={"scl": assets["SCL"]} if args.level == "L2A" else None,
         skip_bad_assets=args.skip_bad_assets,
+        requester_pays=args.requester_pays,
     )
     with tqdm(desc="cube regions", unit="region", file=sys.stderr) as bar:
 

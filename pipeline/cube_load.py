@@ -148,6 +148,7 @@ def load_cube(
     retry: RetryPolicy = RetryPolicy(),  # noqa: B008 (frozen, immutable default)
     skip_bad_assets: bool = False,
     s1_units: Mapping[str, S1Units] | None = None,
+    requester_pays: bool = False,
 ) -> xr.Dataset:
     """Build the lazy S1/S2 cube of ``s2_items`` (and ``s1_items``) over ``bbox``.
 
@@ -169,6 +170,9 @@ def load_cube(
             assets cannot be read, with a warning, instead of failing the build later.
         s1_units: collection -> units of its SAR values, for items whose assets do not say
             (the catalog profile's :attr:`~clearcube.catalogs.profiles.CatalogProfile.s1_units`).
+        requester_pays: read ``s3://`` assets that the item offers no public https href for,
+            billing the transfer to the caller's AWS account (``AWS_REQUEST_PAYER=requester``;
+            needs AWS credentials). Without it such an asset is refused before any read.
 
     Values are brought to clearcube's convention per item as they are read
     (:mod:`clearcube.catalogs.radiometry`): Sentinel-2 without the baseline-04.00 offset,
@@ -202,6 +206,10 @@ def load_cube(
     s2_items, s1_list = resolve_hrefs(s2_items), resolve_hrefs(s1_list)
     check_assets(s2_items, {**{b: s2_assets[b] for b in bands}, **extra}, "Sentinel-2")
     check_assets(s1_list, s1_assets, "Sentinel-1")
+    wanted = [*(s2_assets[b] for b in bands), *extra.values()]
+    s2_items = public_hrefs(s2_items, wanted, requester_pays)
+    s1_list = public_hrefs(s1_list, list(s1_assets.values()), requester_pays)
+    gdal_env = {"AWS_REQUEST_PAYER": "requester"} if requester_pays else {}
     # Decide every item's conversion now: an item clearcube cannot interpret is refused
     # before anything is read or written.
     s2_keys = [s2_assets[b] for b in bands]
@@ -221,12 +229,16 @@ def load_cube(
             list(s1_assets.values()), gbox, retry,
         )  # fmt: skip
 
-    s2 = _odc_load(s2_groups, s2_keys, gbox, chunks, retry, "nearest", "uint16", 0, s2_index)
+    s2 = _odc_load(
+        s2_groups, s2_keys, gbox, chunks, retry, "nearest", "uint16", 0, s2_index, gdal_env
+    )
     ds = xr.Dataset({"s2": _stack(s2, s2_keys, bands, "band").chunk({"band": -1})})
     for name, key in extra.items():
-        ex = _odc_load(s2_groups, [key], gbox, chunks, retry, "nearest", "uint8", 0)
+        ex = _odc_load(s2_groups, [key], gbox, chunks, retry, "nearest", "uint8", 0, None, gdal_env)
         ds[name] = ex[key].drop_vars("spatial_ref", errors="ignore")
-    ds["s1"] = _s1_aligned(s1_groups, pairs, s1_assets, gbox, chunks, retry, ds["s2"], s1_index)
+    ds["s1"] = _s1_aligned(
+        s1_groups, pairs, s1_assets, gbox, chunks, retry, ds["s2"], s1_index, gdal_env
+    )
 
     times = [_naive64(_when(g[0])) for g in s2_groups]
     s1_times = [np.datetime64("NaT", "ns") if k is None else _naive64(_when(s1_groups[k][0])) for k in pairs]  # fmt: skip
@@ -267,6 +279,7 @@ def load_scenes(
     extra_assets: Mapping[str, str] | None = None,
     skip_bad_assets: bool = False,
     chunks: int = DEFAULT_CHUNK,
+    requester_pays: bool = False,
 ) -> xr.Dataset:
     """The cube of a search result: what ``clearcube cube`` and ``clearcube run`` both build.
 
@@ -289,6 +302,60 @@ def load_scenes(
         extra_assets=extra_assets,
         skip_bad_assets=skip_bad_assets,
         s1_units=profile.s1_units if profile is not None else None,
+        requester_pays=requester_pays,
+    )
+
+
+def public_hrefs(
+    items: Sequence[pystac.Item], keys: Sequence[str], requester_pays: bool
+) -> list[pystac.Item]:
+    """``items`` with each wanted ``s3://`` asset read from its public https alternate.
+
+    Earth Search serves some assets only from requester-pays S3 buckets (its ``sentinel-2-l1c``
+    JP2s): reading them bills the reader's AWS account, so they need ``requester_pays``
+    and AWS credentials; without both the build is refused before any read.
+
+    Raises:
+        BadInputError: an ``s3://`` asset with no https alternate and no ``requester_pays``, or
+            ``requester_pays`` without AWS credentials.
+    """
+    out = []
+    needs_s3: list[tuple[str, str, str]] = []
+    for item in items:
+        clone = item
+        for key in keys:
+            asset = item.assets.get(key)
+            if asset is None or not asset.href.startswith("s3://"):
+                continue
+            alternate = (asset.extra_fields.get("alternate") or {}).get("https") or {}
+            if str(alternate.get("href", "")).startswith("https://"):
+                clone = clone.clone() if clone is item else clone
+                clone.assets[key].href = alternate["href"]
+            else:
+                needs_s3.append((item.id, key, asset.href))
+        out.append(clone)
+    if needs_s3 and not requester_pays:
+        item_id, key, href = needs_s3[0]
+        raise BadInputError(
+            f"asset {key!r} of item {item_id!r} (and {len(needs_s3) - 1} more) is only on S3 "
+            f"({href}), in a requester-pays bucket: pass --requester-pays with AWS credentials "
+            "(you pay the transfer), or use public https COGs: --mask scl on Earth Search "
+            "(sentinel-2-l2a) or --profile planetary-computer"
+        )
+    if needs_s3 and not _aws_credentials():
+        raise BadInputError(
+            "--requester-pays needs AWS credentials: set AWS_ACCESS_KEY_ID and "
+            "AWS_SECRET_ACCESS_KEY, or AWS_PROFILE (~/.aws/credentials)"
+        )
+    return out
+
+
+def _aws_credentials() -> bool:
+    if os.environ.get("AWS_ACCESS_KEY_ID") and os.environ.get("AWS_SECRET_ACCESS_KEY"):
+        return True
+    home = os.path.expanduser("~/.aws/credentials")
+    return bool(os.environ.get("AWS_PROFILE")) or os.path.isfile(
+        os.environ.get("AWS_SHARED_CREDENTIALS_FILE", home)
     )
 
 
@@ -327,6 +394,7 @@ def _odc_load(
     dtype: str,
     nodata: float,
     index: Mapping[str, AssetRef] | None = None,
+    gdal_env: Mapping[str, str] | None = None,
 ) -> xr.Dataset:
     import odc.stac
 
@@ -343,7 +411,7 @@ def _odc_load(
         resampling=resampling,
         dtype=dtype,
         nodata=nodata,
-        driver=retrying_driver(retry, index),
+        driver=retrying_driver(retry, index, gdal_env),
     )
     return ds
 
@@ -357,6 +425,7 @@ def _s1_aligned(
     retry: RetryPolicy,
     like: xr.DataArray,
     index: Mapping[str, AssetRef],
+    gdal_env: Mapping[str, str],
 ) -> xr.DataArray:
     """S1 on the S2 time axis: date k holds S1 date ``pairs[k]``, NaN when unpaired."""
     import dask.array as da
@@ -372,7 +441,9 @@ def _s1_aligned(
             coords={"s1_band": np.array(names, dtype=object)},
         )
     keys = [s1_assets[p] for p in names]
-    s1 = _odc_load(s1_groups, keys, gbox, chunks, retry, "bilinear", "float32", float("nan"), index)
+    s1 = _odc_load(
+        s1_groups, keys, gbox, chunks, retry, "bilinear", "float32", float("nan"), index, gdal_env
+    )
     stacked = _stack(s1, keys, names, "s1_band").chunk({"s1_band": -1})
     order = np.array([0 if p is None else p for p in pairs])
     has_pair = xr.DataArray(np.array([p is not None for p in pairs]), dims="time")

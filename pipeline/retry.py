@@ -140,19 +140,28 @@ class _RetryingReader:
     the pixels it returns are converted to clearcube's convention (``ref.conversion``) before
     odc-loader fuses the items of a date, so each item gets its own offset or units."""
 
-    def __init__(self, inner: Any, href: str, ref: AssetRef | None, policy: RetryPolicy):
+    def __init__(
+        self,
+        inner: Any,
+        href: str,
+        ref: AssetRef | None,
+        policy: RetryPolicy,
+        gdal_env: Mapping[str, str] | None = None,
+    ):
         self._inner = inner
         self._href = href
         self._ref = ref
         self._policy = policy
+        self._env = dict(gdal_env or {})
 
     def read(self, cfg: Any, dst_geobox: Any, *, dst: Any = None, selection: Any = None) -> Any:
-        roi, pixels = retry_call(
-            lambda: self._inner.read(cfg, dst_geobox, dst=dst, selection=selection),
-            self._policy,
-            href=self._href,
-            ref=self._ref,
-        )
+        import rasterio
+
+        def read() -> Any:
+            with rasterio.Env(**self._env):
+                return self._inner.read(cfg, dst_geobox, dst=dst, selection=selection)
+
+        roi, pixels = retry_call(read, self._policy, href=self._href, ref=self._ref)
         if self._ref is not None and self._ref.conversion.kind != "none":
             # odc-loader reads each source into its own buffer (dst=None) and fuses after, so
             # converting in place touches only this item's pixels.
@@ -160,13 +169,20 @@ class _RetryingReader:
         return roi, pixels
 
 
-def retrying_driver(policy: RetryPolicy, index: Mapping[str, AssetRef]) -> Any:
+def retrying_driver(
+    policy: RetryPolicy,
+    index: Mapping[str, AssetRef],
+    gdal_env: Mapping[str, str] | None = None,
+) -> Any:
     """Return an odc-loader reader driver (for ``odc.stac.load(driver=...)``) that retries reads.
 
     Args:
         policy: attempts and backoff per chunk read.
         index: href -> :class:`AssetRef`, from :func:`asset_index`, for the error messages.
+        gdal_env: GDAL options every read runs under (``AWS_REQUEST_PAYER``); they travel with
+            the driver to whichever worker reads.
     """
+    env = dict(gdal_env or {})
     from odc.loader._rio import RioDriver
 
     install_log_redaction()  # odc-loader logs failing hrefs, SAS tokens and all
@@ -178,14 +194,15 @@ def retrying_driver(policy: RetryPolicy, index: Mapping[str, AssetRef]) -> Any:
             super().__init__()
             self.policy = policy
             self.index = dict(index)
+            self.env = env
 
         def open(self, src: Any, ctx: Any) -> _RetryingReader:  # type: ignore[override]
             return _RetryingReader(
-                super().open(src, ctx), src.uri, self.index.get(src.uri), self.policy
+                super().open(src, ctx), src.uri, self.index.get(src.uri), self.policy, self.env
             )
 
         def __reduce__(self) -> tuple[Any, ...]:  # a local class: pickle via the factory
-            return (retrying_driver, (self.policy, self.index))
+            return (retrying_driver, (self.policy, self.index, self.env))
 
     return RetryingRioDriver()
 

@@ -24,6 +24,11 @@ def register(subparsers: Any) -> None:
     )
     add_query_arguments(run)
     run.add_argument("--out", type=Path, required=True, help="output folder (a rerun resumes)")
+    run.add_argument(
+        "--requester-pays",
+        action="store_true",
+        help="read s3:// assets from requester-pays buckets (needs AWS credentials; you pay)",
+    )
     _model_flags(run, steps=50)
     run.add_argument("--json", action="store_true", help="print the result as JSON")
     run.set_defaults(func=run_command)
@@ -78,6 +83,8 @@ def run_command(args: argparse.Namespace) -> int:
         profile=args.profile,
         collections=args.collections,
         max_cloud=args.max_cloud,
+        with_s1=not args.no_s1,
+        requester_pays=args.requester_pays,
     )
 
 

@@ -67,7 +67,33 @@ def search_scenes(opts: CompositeOptions) -> SceneSet:
         bbox=opts.bbox, start=opts.start, end=opts.end, max_cloud=opts.max_cloud,
         profile=opts.profile, stac_url=opts.stac_url, collections=opts.collections,
         level=opts.level,  # type: ignore[arg-type]
+        with_s1=opts.with_s1,
     )  # fmt: skip
+
+
+def warn_missing_sar(scenes: SceneSet, opts: CompositeOptions) -> None:
+    """Say (a warning) when Sentinel-2 dates have no Sentinel-1 pair: the model sees less.
+
+    A date without a pair takes the mean SAR of the dates that have one; with no SAR at all the
+    SAR-conditioned model fills from the optical dates alone, which it was not trained for.
+    """
+    missing = sum(1 for s in scenes.s2 if scenes.pairs.get(s.id) is None)
+    if not missing:
+        return
+    if missing == len(scenes.s2):
+        why = "--no-s1 was given" if not opts.with_s1 else "none within 3 days of any date"
+        log.warning(
+            "no Sentinel-2 date has Sentinel-1 (%s); cloudy pixels are filled without SAR, "
+            "less faithfully (--profile planetary-computer has calibrated SAR)",
+            why,
+        )
+    else:
+        log.warning(
+            "%d of %d Sentinel-2 dates have no Sentinel-1 within 3 days; they take the other "
+            "dates' mean SAR",
+            missing,
+            len(scenes.s2),
+        )
 
 
 def check_mask_asset(scenes: SceneSet, opts: CompositeOptions) -> None:
@@ -98,6 +124,7 @@ def build_cube(scenes: SceneSet, opts: CompositeOptions, path: Path, report: Rep
         bands=cube_bands(opts),
         resolution=opts.resolution,
         extra_assets=_mask_assets(opts, assets),
+        requester_pays=opts.requester_pays,
     )
     return write_cube(cube, path, progress=lambda done, total: report("cube", done, total))
 

@@ -21,7 +21,7 @@ from clearcube.catalogs.profiles import EARTH_SEARCH, EMBEDDED, PLANETARY_COMPUT
 from clearcube.catalogs.radiometry import s2_conversion
 from clearcube.catalogs.records import build_scene_set
 from clearcube.errors import BadInputError
-from clearcube.pipeline.cube_load import load_cube, load_scenes
+from clearcube.pipeline.cube_load import load_cube, load_scenes, public_hrefs
 
 pytestmark = pytest.mark.integration
 
@@ -215,3 +215,35 @@ def test_a_tile_split_across_two_datastrips_is_merged_and_a_reprocessing_is_not(
     assert ds.sizes["time"] == 1
     both = np.concatenate([west_truth, east_truth], axis=1)
     np.testing.assert_array_equal(ds["s2"].sel(band="B04").values[0], at_cube(ds, both))
+
+
+def test_requester_pays_s3_assets_need_the_explicit_option_and_credentials(
+    raw: list[dict[str, Any]], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The real Earth Search L1C item: its JP2s are on requester-pays S3 only."""
+    import pystac
+
+    l1c = pystac.Item.from_dict(find(raw, C0_L1C))
+    assert l1c.assets["red"].href.startswith("s3://sentinel-s2-l1c/")
+    with pytest.raises(BadInputError, match="requester-pays bucket: pass --requester-pays"):
+        public_hrefs([l1c], ["red", "blue"], requester_pays=False)
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    with pytest.raises(BadInputError, match="needs AWS credentials"):
+        public_hrefs([l1c], ["red"], requester_pays=True)
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "example")
+    assert (
+        public_hrefs([l1c], ["red"], requester_pays=True)[0].assets["red"].href.startswith("s3://")
+    )
+
+
+def test_an_offered_public_https_alternate_is_read_instead_of_s3(raw: list[dict[str, Any]]) -> None:
+    import pystac
+
+    doc = find(raw, C0_L1C)
+    public = "https://example.invalid/sentinel-s2-l1c/B04.jp2"
+    doc["assets"]["red"]["alternate"] = {"https": {"href": public}}
+    (got,) = public_hrefs([pystac.Item.from_dict(doc)], ["red"], requester_pays=False)
+    assert got.assets["red"].href == public
