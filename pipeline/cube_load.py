@@ -245,6 +245,8 @@ def load_cube(
     ds = ds.assign_coords(
         time=np.array(times, dtype="datetime64[ns]"),
         cloud_cover=("time", [_cloud_cover(g) for g in s2_groups]),
+        sun_azimuth=("time", [_sun(g, "view:sun_azimuth") for g in s2_groups]),
+        sun_elevation=("time", [_sun(g, "view:sun_elevation") for g in s2_groups]),
         s1_time=("time", np.array(s1_times, dtype="datetime64[ns]")),
     )
     ds["s2"].attrs.update(nodata=0, units="DN (reflectance x 10000, baseline-04.00 offset removed)")
@@ -382,6 +384,17 @@ def resolve_hrefs(items: Sequence[pystac.Item]) -> list[pystac.Item]:
 def _cloud_cover(group: Sequence[pystac.Item]) -> float:
     values = [float(c) for i in group if (c := i.properties.get("eo:cloud_cover")) is not None]
     return float(np.mean(values)) if values else float("nan")
+
+
+def _sun(group: Sequence[pystac.Item], key: str) -> float:
+    """The date's sun angle in degrees (``view:sun_*``; the circular mean of its items), or NaN."""
+    values = [float(v) for i in group if (v := i.properties.get(key)) is not None]
+    if not values:
+        return float("nan")
+    if key == "view:sun_elevation":
+        return float(np.mean(values))
+    rad = np.radians(values)
+    return float(np.degrees(np.arctan2(np.sin(rad).mean(), np.cos(rad).mean())) % 360.0)
 
 
 def _odc_load(

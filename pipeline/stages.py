@@ -24,6 +24,8 @@ from clearcube.pipeline.scheduling import run_bounded
 from clearcube.pipeline.tiles import plan_tiles
 
 if TYPE_CHECKING:
+    import xarray as xr
+
     from clearcube.catalogs.records import SceneSet
     from clearcube.pipeline.composite import CompositeOptions
 
@@ -140,6 +142,8 @@ def _mask_assets(opts: CompositeOptions, assets: Mapping[str, str]) -> dict[str,
 
 def mask_key(opts: CompositeOptions) -> str:
     """What a stored mask was made with; a date is masked again when it differs."""
+    if opts.mask == "s2cloudless":
+        return "s2cloudless+shadows"  # clouds, then their shadows (masking.add_shadows)
     if opts.mask != "asset":
         return opts.mask
     return f"asset:{opts.mask_asset}:{','.join(map(str, sorted(opts.mask_values)))}"
@@ -209,7 +213,7 @@ def mask_dates(
     import zarr
 
     from clearcube.pipeline.cube import open_cube
-    from clearcube.pipeline.masking import MaskConfig, mask_clouds
+    from clearcube.pipeline.masking import MaskConfig, mask_clouds, nir_reference
 
     group = zarr.open_group(path, mode="r+")
     cube = open_cube(path)
@@ -228,9 +232,19 @@ def mask_dates(
     done = set(masked.get(key, []))
     todo = [i for i in indices if i not in done]
     cfg = MaskConfig(asset_variable=ASSET_VARIABLE, asset_cloud_values=opts.mask_values)
+    reference = None
+    if todo and opts.mask == "s2cloudless" and cfg.shadows:
+        # The shadow test's per-pixel B08 median over all dates: written once into the cube
+        # (window by window), then read lazily by every date's mask.
+        if "nir_reference" not in group:
+            ref = nir_reference(cube).chunk(dict(zip(("y", "x"), chunks_yx(cube), strict=True)))
+            ref.to_dataset(name="nir_reference").drop_vars(
+                [c for c in ref.coords if c not in ("y", "x")]
+            ).to_zarr(path, mode="a", zarr_format=3, consolidated=False)
+        reference = open_cube(path)["nir_reference"]
     for n, i in enumerate(todo):
         report("mask", n, len(todo))
-        cloud = mask_clouds(cube.isel(time=[i]), method=opts.mask, cfg=cfg)
+        cloud = mask_clouds(cube.isel(time=[i]), method=opts.mask, cfg=cfg, reference=reference)
         # The detector's dask chunks need not match the stored chunks (xarray refuses
         # overlapping region writes), so write along the cube's own chunk grid.
         data = da.asarray(cloud.data).rechunk(group["cloud"].chunks)  # type: ignore[union-attr]
@@ -250,6 +264,12 @@ def mask_dates(
     valid = (dates["s2"] > 0).all("band")
     clear[have] = ((~dates["cloud"]) & valid).mean(("y", "x")).values.astype(float)
     return clear
+
+
+def chunks_yx(cube: xr.Dataset) -> tuple[int, int]:
+    """The cube's stored y and x chunk edges."""
+    chunks = cube["s2"].data.chunksize
+    return int(chunks[2]), int(chunks[3])
 
 
 def mosaic_spec(path: Path, opts: CompositeOptions, selection: DateSelection) -> MosaicSpec:
