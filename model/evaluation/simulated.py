@@ -30,11 +30,16 @@ def simulated_samples(
     patch: int = 128,
     lengths: Sequence[int] = (3,),
     clear_threshold: float = 0.05,
+    level: str = "L1C",
 ) -> Iterator[EvalSample]:
-    """Samples (non-overlapping ``patch`` crops) of every clear date of every seed's cube."""
+    """Samples (non-overlapping ``patch`` crops) of every clear date of every seed's cube.
+
+    ``level`` ``"L2A"`` gives the demo catalog's surface reflectance (12 bands, no B10).
+    """
     from clearcube.model.data.simulated import simulated_cubes
 
-    for seed, cube in zip(seeds, simulated_cubes(seeds, size=size), strict=True):
+    cubes = simulated_cubes(seeds, size=size, level=level)
+    for seed, cube in zip(seeds, cubes, strict=True):
         cloud = cube["cloud"].values
         times = cube["time"].values
         s2 = cube["s2"].values
@@ -53,7 +58,7 @@ def simulated_samples(
                             cloud=cloud[chosen][:, win[0], win[1]],
                             target=s2[target][:, win[0], win[1]].astype(np.float32) / 1e4,
                             sar=s1[chosen][:, :, win[0], win[1]],
-                            source=f"simulated-seed{seed}",
+                            source=f"simulated-seed{seed}-{level}",
                             meta={
                                 "target_date": str(times[target])[:10],
                                 "input_dates": ",".join(str(times[i])[:10] for i in chosen),
@@ -61,6 +66,6 @@ def simulated_samples(
                         )
 
 
-if __name__ == "__main__":
-    paths = save_samples(simulated_samples(), sys.argv[1])
+if __name__ == "__main__":  # python -m clearcube.model.evaluation.simulated OUT_DIR [L1C|L2A]
+    paths = save_samples(simulated_samples(level=(sys.argv[2:3] or ["L1C"])[0]), sys.argv[1])
     print(f"wrote {len(paths)} samples to {sys.argv[1]}")
