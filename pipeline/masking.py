@@ -391,17 +391,14 @@ def add_shadows(
 
             depth = 2 + max((max(abs(r), abs(c)) for r, c in offsets), default=0)
             clouds_t = clouds_t.persist()  # the halo re-reads it: do not recompute s2cloudless
-            out.append(
-                da.map_overlap(
-                    run,
-                    clouds_t,
-                    nir_t,
-                    da.asarray(ref).rechunk(clouds_t.chunks),
-                    depth=depth,
-                    boundary="none",
-                    dtype=bool,
-                )
-            )
+            if depth >= min(clouds_t.shape):  # the halo spans the array: one window
+                clouds_t = clouds_t.rechunk(-1)
+            arrays = (clouds_t, da.asarray(nir_t), da.asarray(ref))
+            arrays = tuple(a.rechunk(clouds_t.chunks) for a in arrays)
+            if clouds_t.numblocks == (1, 1):
+                out.append(da.map_blocks(run, *arrays, dtype=bool))
+            else:
+                out.append(da.map_overlap(run, *arrays, depth=depth, boundary="none", dtype=bool))
         else:
             out.append(run(np.asarray(clouds_t), np.asarray(nir_t), np.asarray(ref)))
     if hasattr(out[0], "dask"):

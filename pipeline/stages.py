@@ -226,7 +226,8 @@ def mask_dates(
             dtype=bool,
         )
         template = xr.Dataset({"cloud": (("time", "y", "x"), empty)})
-        template.to_zarr(path, mode="a", compute=False, zarr_format=3, consolidated=False)
+        _append_variables(path, template, compute=False)
+        group = zarr.open_group(path, mode="r+")
         masked = {}
     key = mask_key(opts)
     done = set(masked.get(key, []))
@@ -238,9 +239,8 @@ def mask_dates(
         # (window by window), then read lazily by every date's mask.
         if "nir_reference" not in group:
             ref = nir_reference(cube).chunk(dict(zip(("y", "x"), chunks_yx(cube), strict=True)))
-            ref.to_dataset(name="nir_reference").drop_vars(
-                [c for c in ref.coords if c not in ("y", "x")]
-            ).to_zarr(path, mode="a", zarr_format=3, consolidated=False)
+            _append_variables(path, xr.Dataset({"nir_reference": (("y", "x"), ref.data)}))
+            group = zarr.open_group(path, mode="r+")
         reference = open_cube(path)["nir_reference"]
     for n, i in enumerate(todo):
         report("mask", n, len(todo))
@@ -264,6 +264,19 @@ def mask_dates(
     valid = (dates["s2"] > 0).all("band")
     clear[have] = ((~dates["cloud"]) & valid).mean(("y", "x")).values.astype(float)
     return clear
+
+
+def _append_variables(path: Path, ds: xr.Dataset, **kwargs: Any) -> None:
+    """Add ``ds``'s variables to the cube store, keeping the store's root attributes.
+
+    xarray's ``to_zarr(mode="a")`` replaces the root attributes with ``ds.attrs``, which would
+    drop the cube's fingerprint, completeness flag and mask record.
+    """
+    import zarr
+
+    attrs = dict(zarr.open_group(path, mode="r").attrs)
+    ds.to_zarr(path, mode="a", zarr_format=3, consolidated=False, **kwargs)
+    zarr.open_group(path, mode="r+").attrs.update(attrs)
 
 
 def chunks_yx(cube: xr.Dataset) -> tuple[int, int]:

@@ -171,3 +171,32 @@ def test_another_target_is_another_mosaic_even_with_the_same_candidates(referenc
     late = choose_dates(cube, replace(opts, target=options["end"]))
     assert early.indices == late.indices and early.preference != late.preference
     assert mosaic_spec(cube, opts, early).fingerprint != mosaic_spec(cube, opts, late).fingerprint
+
+
+def test_the_l2a_route_runs_end_to_end_with_the_bundled_l2a_checkpoint(
+    runs: Any, read_cog: Callable[[Path], np.ndarray]
+) -> None:
+    """``mask="scl"`` (the route of Planetary Computer and Earth Search L2A) with no checkpoint
+    given: the 12-band demo-l2a.pt is picked; observed pixels are the cube's own values."""
+    import hashlib
+
+    from clearcube.model.checkpoint import default_checkpoint_path
+    from clearcube.pipeline.cube import open_cube
+
+    result = runs.run(runs.tmp.mktemp("l2a") / "out", mask="scl", checkpoint=None)
+    bundled = default_checkpoint_path("L2A")
+    assert bundled.name == "demo-l2a.pt"
+    sha = hashlib.sha256(bundled.read_bytes()).hexdigest()
+    assert result.stac_item.properties["clearcube:checkpoint_sha256"] == sha
+    cog = read_cog(result.cog_path)
+    assert cog.shape[0] == 12  # no B10 in L2A
+    cube = open_cube(result.out_dir / "cube.zarr")
+    days = [str(t)[:10] for t in cube["time"].values]
+    s2 = cube["s2"].isel(time=[days.index(d) for d in result.dates]).values
+    provenance = read_cog(result.provenance_path)[0]
+    observed = provenance == 1
+    assert observed.mean() > 0.2
+    matches = np.zeros(observed.shape, dtype=bool)
+    for date in s2:
+        matches |= np.all(cog == date, axis=0)
+    assert matches[observed].all()  # every observed pixel is some date's value, untouched
