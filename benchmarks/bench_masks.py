@@ -35,14 +35,18 @@ def items(root: Path, collection: str) -> list[pystac.Item]:
     return [pystac.Item.from_dict(f) for f in feats]
 
 
-def score(name: str, cloud: np.ndarray, truth: np.ndarray, valid: np.ndarray, seconds: float) -> None:
+def score(
+    name: str, cloud: np.ndarray, truth: np.ndarray, valid: np.ndarray, seconds: float
+) -> None:
     cells = [
         f"{CLASSES[c]} {cloud[valid & (truth == c)].mean():.3f}"
         for c in CLASSES
         if (valid & (truth == c)).any()
     ]
     clear = cloud[valid & (truth == 0)].mean()
-    print(f"{name:28s} recall: {', '.join(cells)}; false alarms on clear: {clear:.3f} ({seconds:.1f} s)")
+    print(
+        f"{name:28s} recall: {', '.join(cells)}; false alarms on clear: {clear:.3f} ({seconds:.1f} s)"
+    )
 
 
 def main(size: int = 1024) -> None:
