@@ -120,9 +120,37 @@ def build_stac_item(
             title=name,
         )
         item.add_asset(name, asset)
-        if not is_png:
+        if name == "provenance":
+            _describe_provenance(item, asset)
+        elif not is_png:
             EOExtension.ext(asset).bands = [Band.create(name=b) for b in band_names]
     return item
+
+
+#: What each provenance COG value means (the ``classification`` extension's classes).
+PROVENANCE_CLASSES = (
+    (0, "nodata", "no date covers the pixel (outside every footprint): nothing observed or made"),
+    (1, "observed", "clear on the fused date nearest the target: that date's value"),
+    (2, "fused", "cloudy on the nearest date, clear on another fused date: its value"),
+    (3, "generated", "cloudy on every fused date: made by the model (SeqTIS) from SAR and context"),
+)
+_CLASSIFICATION = "https://stac-extensions.github.io/classification/v2.0.0/schema.json"
+_RASTER = "https://stac-extensions.github.io/raster/v1.1.0/schema.json"
+
+
+def _describe_provenance(item: Any, asset: Any) -> None:
+    """One uint16 band of classes 0-3, described with the classification extension."""
+    asset.description = "Where each composite pixel comes from: " + "; ".join(
+        f"{v} {n}" for v, n, _ in PROVENANCE_CLASSES
+    )
+    asset.extra_fields["classification:classes"] = [
+        {"value": v, "name": n, "description": d, **({"nodata": True} if v == 0 else {})}
+        for v, n, d in PROVENANCE_CLASSES
+    ]
+    asset.extra_fields["raster:bands"] = [{"data_type": "uint16", "nodata": 0}]
+    for uri in (_CLASSIFICATION, _RASTER):
+        if uri not in item.stac_extensions:
+            item.stac_extensions.append(uri)
 
 
 def write_stac_item(item: Any, path: str | Path) -> Path:

@@ -27,6 +27,7 @@ def _item(tmp_path: Path) -> pystac.Item:
         assets={
             "composite": tmp_path / "composite.tif",
             "uncertainty": tmp_path / "uncertainty.tif",
+            "provenance": tmp_path / "provenance.tif",
             "quicklook": tmp_path / "quicklook.png",
         },
         band_names=("B02", "B03", "B04"),
@@ -84,3 +85,12 @@ def test_empty_grid_refused(tmp_path: Path) -> None:
             band_names=(),
             properties={},
         )
+
+
+def test_provenance_asset_describes_its_four_codes(tmp_path: Path) -> None:
+    asset = _item(tmp_path).to_dict()["assets"]["provenance"]
+    classes = {c["value"]: c["name"] for c in asset["classification:classes"]}
+    assert classes == {0: "nodata", 1: "observed", 2: "fused", 3: "generated"}
+    assert asset["raster:bands"] == [{"data_type": "uint16", "nodata": 0}]
+    assert "eo:bands" not in asset  # one band of classes, not the composite's reflectance bands
+    assert "eo:bands" in _item(tmp_path).to_dict()["assets"]["uncertainty"]
