@@ -328,6 +328,14 @@ def claim_output_dir(out: Path, opts: CompositeOptions) -> Path:
             changed = sorted(
                 k for k in set(args) | set(found or {}) if (found or {}).get(k) != args.get(k)
             )
+            missing = [k for k in changed if k not in (found or {})]
+            if missing and len(missing) == len(changed):
+                version = json.loads(record.read_text()).get("clearcube", "?")
+                raise BadInputError(
+                    f"--out {out} holds a run of clearcube {version}, whose record lacks "
+                    f"{', '.join(missing)}; delete the folder or choose another (its cube was "
+                    "loaded without this version's radiometric corrections)"
+                )
             raise BadInputError(
                 f"--out {out} holds another run (different {', '.join(changed)}); "
                 "choose another folder or delete it"
