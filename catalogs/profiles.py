@@ -171,6 +171,8 @@ def resolve_profile(
                 f"give the collection names served at {stac_url} with --collections S2 [S1]"
             )
         base = replace(base, name="custom" if base.url != stac_url else base.name, url=stac_url)
+        if base.name == "custom":  # another API: the named profile's S1 units do not apply
+            base = replace(base, s1_units={})
     if collections is None:
         base.s2_collection(level)  # fail now when the profile lacks this level
         return _with_signer(base)

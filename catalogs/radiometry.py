@@ -70,11 +70,15 @@ class PixelConversion:
     def apply(self, pixels: np.ndarray) -> np.ndarray:
         """Convert ``pixels`` in place (and return them)."""
         if self.kind == "dn_offset" and self.offset:
-            valid = pixels != 0
+            # 0 is nodata; the dtype's top (65535) marks saturated pixels: both stay as they are
+            top_value = np.iinfo(pixels.dtype).max if pixels.dtype.kind in "iu" else None
+            valid = (pixels != 0) & (pixels != top_value) if top_value is not None else pixels != 0
             shifted = pixels.astype(np.float64) + self.offset
             top = np.iinfo(pixels.dtype).max if pixels.dtype.kind in "iu" else np.inf
             np.copyto(pixels, np.clip(shifted, 1, top).astype(pixels.dtype), where=valid)
         elif self.kind == "linear_to_db":
+            if pixels.dtype.kind != "f":
+                raise TypeError(f"linear_to_db needs float pixels, got {pixels.dtype}")
             with np.errstate(divide="ignore", invalid="ignore"):
                 db = 10.0 * np.log10(pixels)
             np.copyto(pixels, np.where(pixels > 0, db, np.nan).astype(pixels.dtype))
@@ -111,8 +115,8 @@ def s2_conversion(item: pystac.Item, asset_key: str) -> PixelConversion:
     band = _raster_band(item, asset_key)
     software = props.get("processing:software")
     templated = isinstance(software, Mapping) and any(w in software for w in _TEMPLATED_WRITERS)
-    if band is not None and "offset" in band and not templated:
-        scale = float(band.get("scale", 1.0 / DN_SCALE))
+    if band is not None and band.get("offset") is not None and not templated:
+        scale = float(band.get("scale") or 1.0 / DN_SCALE)
         if not math.isclose(scale * DN_SCALE, 1.0, rel_tol=1e-6):
             raise BadInputError(
                 f"asset {asset_key!r} of Sentinel-2 item {item.id!r} has raster:bands scale "

@@ -14,6 +14,7 @@ nearest acquisition within a tolerance, and every slice of it is loaded.
 
 from __future__ import annotations
 
+import logging
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -24,6 +25,8 @@ from typing import Any, Literal, TypeVar
 import pystac
 
 from clearcube.catalogs.profiles import CatalogProfile, Level
+
+log = logging.getLogger(__name__)
 
 #: Two items of one platform and tile closer in time than this are one acquisition.
 SAME_ACQUISITION = timedelta(seconds=60)
@@ -266,17 +269,21 @@ def _complementary(run: Sequence[_Scene]) -> list[_Scene]:
 
     kept = [ordered[0]]
     try:
-        union = shapely.geometry.shape(ordered[0].item.geometry)
+        union = shapely.make_valid(shapely.geometry.shape(ordered[0].item.geometry))
         for scene in ordered[1:]:
-            footprint = shapely.geometry.shape(scene.item.geometry)
+            footprint = shapely.make_valid(shapely.geometry.shape(scene.item.geometry))
             if (
                 footprint.area > 0
                 and footprint.difference(union).area > NEW_GROUND * footprint.area
             ):
                 kept.append(scene)
                 union = union.union(footprint)
-    except (GEOSException, AttributeError, TypeError, ValueError, KeyError):
-        return kept[:1]  # no usable geometry: one product, as before
+    except (GEOSException, AttributeError, TypeError, ValueError, KeyError) as exc:
+        log.warning(
+            "products %s of one acquisition have no usable footprint (%s); keeping only %s",
+            ", ".join(s.id for s in ordered), exc, ordered[0].id,
+        )  # fmt: skip
+        return kept[:1]
     return kept
 
 

@@ -73,6 +73,9 @@ def install_log_redaction() -> None:
             return record
         if "://" in message and "?" in message:
             record.msg, record.args = redact(message), None
+        if record.exc_info:  # a traceback quotes the exception's message, hrefs and all
+            record.exc_text = redact(logging.Formatter().formatException(record.exc_info))
+            record.exc_info = None
         return record
 
     factory.clearcube_redacts = True  # type: ignore[attr-defined]

@@ -84,6 +84,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("clearcube: interrupted; rerun the same command to resume", file=sys.stderr)
         return 130
+    except Exception:  # a bug or an unforeseen library error: the traceback, minus any token
+        import traceback
+
+        print(redact(traceback.format_exc()), file=sys.stderr, end="")
+        return 1
 
 
 def entry_point() -> None:

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from clearcube import __version__
-from clearcube.errors import BadInputError
+from clearcube.errors import BadInputError, redact
 from clearcube.pipeline.inference import ModelSpec, Sampler
 from clearcube.pipeline.masking import MaskMethod
 
@@ -83,6 +83,8 @@ class CompositeOptions:
     """Output pixel size in metres."""
     with_s1: bool = True
     """Search and load Sentinel-1 (False: optical only; the model then sees no SAR)."""
+    skip_bad_assets: bool = False
+    """Probe every asset first and drop the dates (or SAR pairings) whose assets cannot be read."""
     requester_pays: bool = False
     """Read ``s3://`` assets of requester-pays buckets (Earth Search L1C), billed to the caller's
     AWS account; without it they are refused before any read."""
@@ -305,6 +307,8 @@ def options_fingerprint(opts: CompositeOptions) -> dict[str, Any]:
 
     record["checkpoint_sha256"] = checkpoint_sha256(opts.checkpoint)
     record.pop("checkpoint")  # a moved file with the same content is the same run
+    if record.get("stac_url"):  # a signed URL's query is a credential, never written down
+        record["stac_url"] = redact(str(record["stac_url"]))
     return json.loads(json.dumps(record, default=str))
 
 

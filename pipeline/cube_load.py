@@ -226,7 +226,7 @@ def load_cube(
     if skip_bad_assets:
         s2_groups, pairs = _drop_bad(
             s2_groups, pairs, s1_groups, [*(s2_assets[b] for b in bands), *extra.values()],
-            list(s1_assets.values()), gbox, retry,
+            list(s1_assets.values()), gbox, retry, gdal_env,
         )  # fmt: skip
 
     s2 = _odc_load(
@@ -341,18 +341,28 @@ def public_hrefs(
         raise BadInputError(
             f"asset {key!r} of item {item_id!r} (and {len(needs_s3) - 1} more) is only on S3 "
             f"({href}), in a requester-pays bucket: pass --requester-pays with AWS credentials "
-            "(you pay the transfer), or use public https COGs: --mask scl on Earth Search "
-            "(sentinel-2-l2a) or --profile planetary-computer"
+            "(you pay the transfer), or use the L2A route's public https COGs (run: --mask scl; "
+            "cube: --level L2A) on Earth Search or Planetary Computer"
         )
     if needs_s3 and not _aws_credentials():
-        raise BadInputError(
-            "--requester-pays needs AWS credentials: set AWS_ACCESS_KEY_ID and "
-            "AWS_SECRET_ACCESS_KEY, or AWS_PROFILE (~/.aws/credentials)"
+        log.warning(
+            "--requester-pays: no AWS credentials found (environment, AWS_PROFILE, "
+            "~/.aws/credentials, or botocore's chain); reads will fail unless the machine has a "
+            "role that provides them"
         )
     return out
 
 
 def _aws_credentials() -> bool:
+    """Whether AWS credentials are findable: botocore's chain (roles too) when installed."""
+    try:
+        import botocore.session
+
+        return botocore.session.get_session().get_credentials() is not None
+    except ImportError:
+        pass
+    except Exception:  # a broken config: let GDAL's own lookup decide
+        return True
     if os.environ.get("AWS_ACCESS_KEY_ID") and os.environ.get("AWS_SECRET_ACCESS_KEY"):
         return True
     home = os.path.expanduser("~/.aws/credentials")
@@ -387,8 +397,17 @@ def _cloud_cover(group: Sequence[pystac.Item]) -> float:
 
 
 def _sun(group: Sequence[pystac.Item], key: str) -> float:
-    """The date's sun angle in degrees (``view:sun_*``; the circular mean of its items), or NaN."""
-    values = [float(v) for i in group if (v := i.properties.get(key)) is not None]
+    """The date's sun angle in degrees, or NaN: ``view:sun_*``, else Planetary Computer's
+    ``s2:mean_solar_*`` (elevation = 90 - zenith); the circular mean of the date's items."""
+    values = []
+    for item in group:
+        props = item.properties
+        if props.get(key) is not None:
+            values.append(float(props[key]))
+        elif key == "view:sun_elevation" and props.get("s2:mean_solar_zenith") is not None:
+            values.append(90.0 - float(props["s2:mean_solar_zenith"]))
+        elif key == "view:sun_azimuth" and props.get("s2:mean_solar_azimuth") is not None:
+            values.append(float(props["s2:mean_solar_azimuth"]))
     if not values:
         return float("nan")
     if key == "view:sun_elevation":
@@ -472,11 +491,12 @@ def _drop_bad(
     s1_keys: Sequence[str],
     gbox: Any,
     retry: RetryPolicy,
+    gdal_env: Mapping[str, str],
 ) -> tuple[list[list[pystac.Item]], list[int | None]]:
     """Drop S2 dates with an unreadable asset and unpair S1 dates with one (warning each)."""
     items = [i for g in s2_groups for i in g]
-    bad = find_bad_assets(items, s2_keys, gbox, retry)
-    s1_bad = find_bad_assets([i for g in s1_groups for i in g], s1_keys, gbox, retry)
+    bad = find_bad_assets(items, s2_keys, gbox, retry, gdal_env)
+    s1_bad = find_bad_assets([i for g in s1_groups for i in g], s1_keys, gbox, retry, gdal_env)
     for reason in (*bad.values(), *s1_bad.values()):
         log.warning("skipping a bad asset: %s", reason)
     keep = [k for k, g in enumerate(s2_groups) if not any(i.id in bad for i in g)]

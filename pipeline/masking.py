@@ -63,6 +63,9 @@ class MaskConfig:
     """s2cloudless route: the range of cloud heights whose shadows are searched for."""
     shadow_darkness: float = 0.7
     """s2cloudless route: a shadow pixel's B08 is below this fraction of its median over dates."""
+    min_sun_elevation: float = 15.0
+    """s2cloudless route: below this sun elevation (degrees) shadows are not searched for (they
+    are then over 11 km long for a 3 km cloud: too long to place, too slow to search; logged)."""
 
 
 @functools.lru_cache(maxsize=1)
@@ -382,6 +385,13 @@ def add_shadows(
         nir_t = cube["s2"].isel(time=t).sel(band="B08").data
         if not (math.isfinite(az) and math.isfinite(el)):
             _log.warning("date %d has no sun angles; its shadows are not masked", t)
+            out.append(clouds_t)
+            continue
+        if el < cfg.min_sun_elevation:
+            _log.warning(
+                "date %d: sun %.1f° above the horizon, below %.0f°; its shadows are not masked",
+                t, el, cfg.min_sun_elevation,
+            )  # fmt: skip
             out.append(clouds_t)
             continue
         offsets = shadow_offsets(az, el, pixel_m, cfg.cloud_heights_m)

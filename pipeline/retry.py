@@ -208,7 +208,11 @@ def retrying_driver(
 
 
 def find_bad_assets(
-    items: Sequence[pystac.Item], keys: Sequence[str], geobox: Any, policy: RetryPolicy
+    items: Sequence[pystac.Item],
+    keys: Sequence[str],
+    geobox: Any,
+    policy: RetryPolicy,
+    gdal_env: Mapping[str, str] | None = None,
 ) -> dict[str, str]:
     """Read each asset's window over ``geobox``; return item id -> error for those that fail.
 
@@ -222,7 +226,7 @@ def find_bad_assets(
         href = item.assets[key].get_absolute_href() or item.assets[key].href
 
         def read() -> None:
-            with rasterio.open(href) as src:
+            with rasterio.Env(**dict(gdal_env or {})), rasterio.open(href) as src:
                 b = geobox.extent.to_crs(str(src.crs)).boundingbox
                 win = from_bounds(*b, transform=src.transform).round_offsets().round_lengths()
                 full = rasterio.windows.Window(0, 0, src.width, src.height)

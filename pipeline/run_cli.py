@@ -25,6 +25,9 @@ def register(subparsers: Any) -> None:
     add_query_arguments(run)
     run.add_argument("--out", type=Path, required=True, help="output folder (a rerun resumes)")
     run.add_argument(
+        "--skip-bad-assets", action="store_true", help="drop dates whose assets cannot be read"
+    )
+    run.add_argument(
         "--requester-pays",
         action="store_true",
         help="read s3:// assets from requester-pays buckets (needs AWS credentials; you pay)",
@@ -85,6 +88,7 @@ def run_command(args: argparse.Namespace) -> int:
         max_cloud=args.max_cloud,
         with_s1=not args.no_s1,
         requester_pays=args.requester_pays,
+        skip_bad_assets=args.skip_bad_assets,
     )
 
 

@@ -127,6 +127,7 @@ def build_cube(scenes: SceneSet, opts: CompositeOptions, path: Path, report: Rep
         resolution=opts.resolution,
         extra_assets=_mask_assets(opts, assets),
         requester_pays=opts.requester_pays,
+        skip_bad_assets=opts.skip_bad_assets,
     )
     return write_cube(cube, path, progress=lambda done, total: report("cube", done, total))
 

@@ -238,3 +238,16 @@ def test_redact_keeps_the_url_and_drops_only_its_query() -> None:
         redact(text)
         == "cannot open 'https://x.blob.core.windows.net/a/b.tif?<redacted>' (HTTP 403) and s3://b/k"
     )
+
+
+def test_a_logged_traceback_shows_no_signed_query(caplog: pytest.LogCaptureFixture) -> None:
+    from clearcube.errors import install_log_redaction
+
+    install_log_redaction()
+    log = logging.getLogger("clearcube.test")
+    try:
+        raise OSError("HTTP 403 on https://x.blob.core.windows.net/a.tif?st=1&sig=T0KEN")
+    except OSError:
+        log.exception("read failed")
+    assert "read failed" in caplog.text and "blob.core.windows.net/a.tif" in caplog.text
+    assert "T0KEN" not in caplog.text

@@ -8,6 +8,7 @@ known reflectance ``truth``. The expected cube values are written down from ESA'
 
 from __future__ import annotations
 
+import logging
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -218,7 +219,10 @@ def test_a_tile_split_across_two_datastrips_is_merged_and_a_reprocessing_is_not(
 
 
 def test_requester_pays_s3_assets_need_the_explicit_option_and_credentials(
-    raw: list[dict[str, Any]], monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+    raw: list[dict[str, Any]],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     """The real Earth Search L1C item: its JP2s are on requester-pays S3 only."""
     import pystac
@@ -230,8 +234,9 @@ def test_requester_pays_s3_assets_need_the_explicit_option_and_credentials(
     for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_PROFILE"):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
-    with pytest.raises(BadInputError, match="needs AWS credentials"):
+    with caplog.at_level(logging.WARNING):  # a role may still provide them: warn, not refuse
         public_hrefs([l1c], ["red"], requester_pays=True)
+    assert "no AWS credentials found" in caplog.text
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIDEXAMPLE")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "example")
     assert (
@@ -247,3 +252,48 @@ def test_an_offered_public_https_alternate_is_read_instead_of_s3(raw: list[dict[
     doc["assets"]["red"]["alternate"] = {"https": {"href": public}}
     (got,) = public_hrefs([pystac.Item.from_dict(doc)], ["red"], requester_pays=False)
     assert got.assets["red"].href == public
+
+
+def test_a_custom_api_inherits_no_sar_units_so_amplitude_grd_is_refused(
+    raw: list[dict[str, Any]],
+) -> None:
+    """Earth Search's GRD through --stac-url: the embedded profile's "dB" must not apply."""
+    import pystac
+
+    from clearcube.catalogs.profiles import resolve_profile
+    from clearcube.catalogs.radiometry import s1_conversion
+
+    custom = resolve_profile(
+        "embedded", stac_url=EARTH_SEARCH.url, collections=["sentinel-2-l2a", "sentinel-1-grd"],
+        level="L2A",
+    )  # fmt: skip
+    assert custom.name == "custom" and dict(custom.s1_units) == {}
+    grd = pystac.Item.from_dict(find(raw, GRD))
+    with pytest.raises(BadInputError, match="states no units"):
+        s1_conversion(grd, "hh", custom.s1_units)
+
+
+def test_offsets_keep_nodata_and_saturation_and_floor_at_one() -> None:
+    from clearcube.catalogs.radiometry import PixelConversion
+
+    raw = np.array([0, 1, 999, 1000, 1001, 11_000, 65_534, 65_535], dtype=np.uint16)
+    got = PixelConversion("dn_offset", -1000).apply(raw.copy())
+    np.testing.assert_array_equal(got, [0, 1, 1, 1, 1, 10_000, 64_534, 65_535])
+    db = PixelConversion("linear_to_db").apply(np.array([1.0, 0.1, 0.0, -1.0], np.float32))
+    np.testing.assert_allclose(db[:2], [0.0, -10.0], atol=1e-6)
+    assert np.isnan(db[2:]).all()
+
+
+def test_planetary_computer_solar_angles_give_the_sun_for_shadows(
+    raw: list[dict[str, Any]],
+) -> None:
+    import pystac
+
+    from clearcube.pipeline.cube_load import _sun
+
+    item = pystac.Item.from_dict(pc_item(raw))
+    zenith = item.properties["s2:mean_solar_zenith"]
+    assert _sun([item], "view:sun_elevation") == pytest.approx(90.0 - zenith)
+    assert _sun([item], "view:sun_azimuth") == pytest.approx(
+        item.properties["s2:mean_solar_azimuth"]
+    )
