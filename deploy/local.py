@@ -64,7 +64,7 @@ def local_cluster(
     threads_per_worker: int = 1,
     gpu: bool | None = None,
     memory_limit: str | int | None = "auto",
-    dashboard_address: str | None = ":8787",
+    dashboard_address: str | None = "127.0.0.1:8787",
 ) -> Iterator[Client]:
     """Start a local Dask cluster with clearcube's settings and yield a ``Client`` to it.
 
@@ -78,8 +78,9 @@ def local_cluster(
         gpu: True for ``LocalCUDACluster`` (needs ``clearcube[gpu]``), False for a CPU
             ``LocalCluster``; None picks GPUs when CUDA devices are visible.
         memory_limit: host memory per worker (``"auto"`` splits the machine's memory evenly).
-        dashboard_address: where to serve the dashboard; None for none (and a random port
-            for the scheduler's health routes).
+        dashboard_address: where to serve the dashboard, loopback only unless you give another
+            host (``":8787"`` serves every interface); None for none (and a random loopback
+            port for the scheduler's health routes).
 
     Raises:
         BadInputError: ``gpu=True`` but no CUDA device is visible, or ``n_workers < 1``.
@@ -129,7 +130,7 @@ def _start_cluster(
     if dashboard_address is None:
         # The scheduler serves its health routes even without a dashboard, on 8787 unless told
         # otherwise: a random port keeps parallel clusters from colliding.
-        common["scheduler_kwargs"] = {"dashboard_address": ":0"}
+        common["scheduler_kwargs"] = {"dashboard_address": "127.0.0.1:0"}
     if gpus:
         try:
             from dask_cuda import LocalCUDACluster
@@ -138,7 +139,7 @@ def _start_cluster(
         workers = gpus if n_workers is None else min(n_workers, gpus)
         log.info("local GPU cluster: %d workers, one per GPU, each advertising GPU=1", workers)
         # LocalCUDACluster gives worker i the i-th device of CUDA_VISIBLE_DEVICES (or of all).
-        cluster = LocalCUDACluster(n_workers=workers, **common)
+        cluster = LocalCUDACluster(n_workers=workers, host="127.0.0.1", **common)
     else:
         from distributed import LocalCluster
 

@@ -11,6 +11,7 @@ the finished cube regions, the stored masks and the finished tiles.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -192,13 +193,15 @@ def composite(
     # Every cheap check (checkpoint, scheduler, catalog) comes before the output folder is
     # claimed, so a bad input leaves no folder behind that a corrected rerun would refuse.
     stages.check_checkpoint(opts)
-    with connect(client) as dask_client:
+    with contextlib.ExitStack() as held, connect(client) as dask_client:
         stages.check_gpu_slots(dask_client)
         with timer("search"):
             scenes = stages.search_scenes(opts)
             stages.check_mask_asset(scenes, opts)
             stages.warn_missing_sar(scenes, opts)
-        out = claim_output_dir(Path(out_dir), opts)
+        out = Path(out_dir)
+        held.enter_context(output_lock(out))  # one run per folder, until this one returns
+        claim_output_dir(out, opts)
         with timer("cube"):
             cube_path = stages.build_cube(scenes, opts, out / "cube.zarr", report)
         with timer("mask"):
@@ -210,22 +213,22 @@ def composite(
             )  # fmt: skip
         with timer("blend"):
             stages.blend(dask_client, store, report)
-    with timer("cog"):
-        products = stages.write_products(store, cube_path, selection, opts, out, report)
-    result = CompositeResult(
-        out_dir=out,
-        cog_path=products["composite"],
-        uncertainty_path=products.get("uncertainty"),
-        provenance_path=products.get("provenance"),
-        quicklook_path=products["quicklook"],
-        stac_item_path=products["item"],
-        stac_item=products["stac_item"],
-        dates=tuple(str(d)[:10] for d in selection.dates),
-        tiles=tiles,
-        provenance=products.get("provenance_report", {}),
-        timings=timer.seconds,
-    )
-    write_run_record(out, opts, result)
+        with timer("cog"):
+            products = stages.write_products(store, cube_path, selection, opts, out, report)
+        result = CompositeResult(
+            out_dir=out,
+            cog_path=products["composite"],
+            uncertainty_path=products.get("uncertainty"),
+            provenance_path=products.get("provenance"),
+            quicklook_path=products["quicklook"],
+            stac_item_path=products["item"],
+            stac_item=products["stac_item"],
+            dates=tuple(str(d)[:10] for d in selection.dates),
+            tiles=tiles,
+            provenance=products.get("provenance_report", {}),
+            timings=timer.seconds,
+        )
+        write_run_record(out, opts, result)
     return result
 
 
@@ -312,6 +315,46 @@ def options_fingerprint(opts: CompositeOptions) -> dict[str, Any]:
     return json.loads(json.dumps(record, default=str))
 
 
+#: The lock file in an output folder: held (``flock``) by the run that owns the folder.
+LOCK_FILE = ".clearcube.lock"
+
+
+@contextmanager
+def output_lock(out: Path) -> Iterator[None]:
+    """Own ``out`` for the ``with`` block: an OS-level exclusive lock on ``out/.clearcube.lock``.
+
+    The kernel drops the lock when its process dies, so a crashed run leaves no stale lock; the
+    file's text (pid, host, start time) only names the holder in the error.
+
+    Raises:
+        BadInputError: another process holds the lock, or ``out`` is a file.
+    """
+    import fcntl
+    import socket
+
+    if out.exists() and not out.is_dir():
+        raise BadInputError(f"--out {out} is a file; pass a folder")
+    out.mkdir(parents=True, exist_ok=True)
+    fd = os.open(out / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        holder = os.pread(fd, 300, 0).decode(errors="replace").strip() or "another process"
+        os.close(fd)
+        raise BadInputError(
+            f"--out {out} is in use by a running clearcube ({holder}); wait for it to finish "
+            "or choose another folder"
+        ) from None
+    os.ftruncate(fd, 0)
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()} since {stamp}".encode(), 0)
+    try:
+        yield
+    finally:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
+
+
 def claim_output_dir(out: Path, opts: CompositeOptions) -> Path:
     """Create ``out`` or reopen it for the same run; refuse another run's folder.
 
@@ -322,7 +365,7 @@ def claim_output_dir(out: Path, opts: CompositeOptions) -> Path:
         raise BadInputError(f"--out {out} is a file; pass a folder")
     args = options_fingerprint(opts)
     record = out / RUN_FILE
-    if out.exists() and any(out.iterdir()):
+    if out.exists() and any(p.name != LOCK_FILE for p in out.iterdir()):
         if not record.is_file():
             raise BadInputError(
                 f"--out {out} holds files that are not a clearcube run; choose an empty folder"

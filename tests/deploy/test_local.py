@@ -238,3 +238,50 @@ def test_gpu_local_cluster_is_one_single_threaded_worker_per_gpu() -> None:
     # Each worker process sees its own device first (dask-cuda rotates CUDA_VISIBLE_DEVICES).
     assert len({visible.split(",")[0] for visible, _ in seen}) == gpus
     assert all(count == gpus for _, count in seen)
+
+
+def _listening(pids: set[int]) -> list[tuple[str, int]]:
+    import psutil
+
+    return [
+        (c.laddr.ip, c.laddr.port)
+        for c in psutil.net_connections(kind="inet")
+        if c.status == psutil.CONN_LISTEN and c.pid in pids
+    ]
+
+
+@pytest.mark.integration
+def test_every_socket_of_a_default_local_cluster_and_the_catalog_binds_loopback(
+    free_tcp_port: int,
+) -> None:
+    """The default local cluster (dashboard included) and the embedded STAC API listen on
+    127.0.0.1 only: nothing of clearcube is reachable from the network unless asked for."""
+    import psutil
+
+    from clearcube.catalogs.demo import ensure_demo_catalog
+    from clearcube.catalogs.server import serve_catalog
+    from clearcube.deploy.local import local_cluster
+
+    me = psutil.Process()
+    with local_cluster(
+        n_workers=1, gpu=False, dashboard_address=f"127.0.0.1:{free_tcp_port}"
+    ) as client:
+        client.wait_for_workers(1, timeout=20)
+        assert client.dashboard_link and "127.0.0.1" in client.dashboard_link
+        pids = {me.pid, *(p.pid for p in me.children(recursive=True))}
+        sockets = _listening(pids)
+        assert any(port == free_tcp_port for _, port in sockets)  # the dashboard is among them
+        assert sockets and all(ip == "127.0.0.1" for ip, _ in sockets), sockets
+    with serve_catalog(ensure_demo_catalog(size=256)):
+        pids = {me.pid, *(p.pid for p in me.children(recursive=True))}
+        sockets = _listening(pids)
+        assert sockets and all(ip == "127.0.0.1" for ip, _ in sockets), sockets
+
+
+def test_the_default_dashboard_address_is_loopback() -> None:
+    import inspect
+
+    from clearcube.deploy.local import local_cluster
+
+    default = inspect.signature(local_cluster.__wrapped__).parameters["dashboard_address"].default
+    assert default.startswith("127.0.0.1:")

@@ -120,3 +120,39 @@ def test_one_worker_gives_the_same_cog_as_two(
         result = runs.run(out, client=single)
     assert result.tiles["computed"] == TOTAL_TILES
     np.testing.assert_array_equal(read_cog(result.cog_path), read_cog(reference_run.cog_path))
+
+
+_HOLD = """
+import sys, time
+from pathlib import Path
+from clearcube.pipeline.composite import output_lock
+with output_lock(Path(sys.argv[1])):
+    print("locked", flush=True)
+    time.sleep(300)
+"""
+
+
+def test_one_run_per_output_folder_and_a_dead_holder_frees_it(runs: Any) -> None:
+    """Another process owns the folder: the run is refused naming it, nothing is written; once
+    that process is killed (SIGKILL: no cleanup), the same run goes through."""
+    import subprocess
+    import sys
+
+    from clearcube.errors import BadInputError
+
+    out = runs.tmp.mktemp("locked") / "out"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", _HOLD, str(out)], stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
+        with pytest.raises(
+            BadInputError, match=rf"in use by a running clearcube \(pid {holder.pid} "
+        ):
+            runs.run(out)
+        assert sorted(p.name for p in out.iterdir()) == [".clearcube.lock"]
+    finally:
+        holder.kill()
+        holder.wait()
+    result = runs.run(out)
+    assert result.cog_path.is_file() and (out / "run.json").is_file()
