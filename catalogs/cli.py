@@ -70,7 +70,13 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 def run_search(args: argparse.Namespace) -> int:
     """``clearcube search``: print the scenes as a table, or as JSON with ``--json``."""
     from clearcube.catalogs.search import search
+    from clearcube.errors import BadInputError
 
+    if not args.pair_days >= 0:
+        raise BadInputError(
+            f"--pair-days {args.pair_days:g} is negative; give the largest S2-S1 gap in days, "
+            f"e.g. --pair-days {DEFAULT_PAIR_TOLERANCE.days}"
+        )
     scenes = search(
         bbox=args.bbox,
         start=args.start,

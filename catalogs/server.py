@@ -175,6 +175,10 @@ def serve_catalog(
         CatalogError: when ``rustac`` is missing or the server does not come up (its stderr is
             in the message).
     """
+    if port is not None and not 1 <= port <= 65535:
+        raise BadInputError(
+            f"--port {port} is not a TCP port; give 1-65535, or omit it for a free one"
+        )
     exe = rustac_executable()
     with tempfile.TemporaryDirectory(prefix="clearcube-stac-") as tmp:
         hrefs = stage_catalog(folder, tmp)

@@ -36,7 +36,13 @@ def load_config(path: Path) -> Any:
     try:
         raw = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as exc:
-        raise BadInputError(f"config file {path} is not valid YAML: {exc}") from None
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or type(exc).__name__
+        raise BadInputError(
+            f"config file {path} is not valid YAML{where}: {problem}; fix it (see "
+            "model/presets/demo-train.yaml)"
+        ) from None
     if not isinstance(raw, dict):
         raise BadInputError(f"config file {path} must hold a mapping of TrainConfig keys")
     data = raw.get("data")

@@ -67,6 +67,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(levelname)s %(name)s: %(message)s",
     )
     install_log_redaction()
+    if args.verbose < 2:  # urllib3's retry chatter says nothing the final one-line error does not
+        logging.getLogger("urllib3.connectionpool").setLevel(logging.ERROR)
     if not getattr(args, "func", None):
         parser.print_help()
         return 2

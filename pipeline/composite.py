@@ -239,7 +239,12 @@ def make_options(bbox: Sequence[float], start: str, end: str, **kwargs: Any) -> 
     box = validate_bbox(bbox)
     first, last = validate_dates(start, end)
     if kwargs.get("target") is not None:
-        when, _ = validate_dates(kwargs["target"], kwargs["target"])
+        try:
+            when, _ = validate_dates(kwargs["target"], kwargs["target"])
+        except BadInputError:
+            raise BadInputError(
+                f"--target {kwargs['target']!r} is not a date; use YYYY-MM-DD inside the period"
+            ) from None
         if not first <= when <= last:
             raise BadInputError(
                 f"--target {kwargs['target']} lies outside the period {start} .. {end}; "
@@ -260,12 +265,13 @@ def make_options(bbox: Sequence[float], start: str, end: str, **kwargs: Any) -> 
     if kwargs.get("mask_values") is not None:
         kwargs["mask_values"] = tuple(int(v) for v in kwargs["mask_values"])
     opts = CompositeOptions(bbox=box, start=str(start), end=str(end), **kwargs)
-    if not 0 <= opts.overlap < opts.tile:
-        raise BadInputError(
-            f"overlap {opts.overlap} must be in [0, tile={opts.tile}); pass e.g. --overlap 32"
-        )
     if opts.tile < 16 or opts.tile % 16:
         raise BadInputError(f"tile {opts.tile} must be a multiple of 16 (>= 16); pass --tile 256")
+    if not 0 <= opts.overlap < opts.tile:
+        raise BadInputError(
+            f"overlap {opts.overlap} must be in [0, tile={opts.tile}); pass e.g. --overlap "
+            f"{min(32, opts.tile // 4)}"
+        )
     for name, low in (("steps", 1), ("samples", 1), ("dates", 1)):
         if getattr(opts, name) < low:
             raise BadInputError(f"{name} must be >= {low}, got {getattr(opts, name)}")

@@ -43,9 +43,12 @@ def run(args: argparse.Namespace) -> int:
 
     from clearcube.catalogs import search
     from clearcube.catalogs.bands import EARTH_SEARCH_ASSETS, L2A_MISSING, S2_BANDS
+    from clearcube.errors import BadInputError
     from clearcube.pipeline.cube import DEFAULT_REGION, write_cube
     from clearcube.pipeline.cube_load import load_scenes
 
+    if args.out.exists() and not args.out.is_dir():
+        raise BadInputError(f"--out {args.out} is a file, not a cube store; pass a new folder name")
     scenes = search(
         bbox=args.bbox, start=args.start, end=args.end, max_cloud=args.max_cloud,
         profile=args.profile, stac_url=args.stac_url, collections=args.collections,

@@ -159,6 +159,8 @@ def write_cube(
         AssetReadError: an asset could not be read (the store stays incomplete and resumable).
     """
     path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise BadInputError(f"--out {path} is a file, not a cube store; pass a new folder name")
     cy, cx = _chunk_yx(ds)
     if region_size <= 0 or region_size % cy or region_size % cx:
         raise BadInputError(

@@ -56,6 +56,11 @@ def cog_seam_scores(path: Path, *, tile: int, overlap: int) -> dict[str, float]:
         raise BadInputError(f"--overlap {overlap} must be in [0, --tile {tile})")
     try:
         with rasterio.open(path) as src:
+            if src.driver != "GTiff" or src.crs is None:
+                raise BadInputError(
+                    f"{path} is a {src.driver} image without a map grid, not a composite; "
+                    "pass the run's composite.tif"
+                )
             data = src.read(masked=True).astype(np.float64)
             scales = np.asarray(src.scales, dtype=np.float64)
             names = [d or f"band{i + 1}" for i, d in enumerate(src.descriptions)]
