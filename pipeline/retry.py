@@ -7,6 +7,13 @@ each chunk read under a :class:`RetryPolicy` and, once the attempts are spent, r
 :class:`~clearcube.errors.AssetReadError` naming the href, the item id and the asset key. Because
 the retry sits inside the reader, it runs inside every dask chunk task, on whichever worker
 computes it, and only the failing chunk is re-read.
+
+**One retry layer, with a budget.** This is the only layer that retries: every read runs with
+GDAL's own HTTP retries off (``GDAL_HTTP_MAX_RETRY=0``) and with GDAL's HTTP timeouts set from the
+policy (:func:`gdal_options`, the one place clearcube sets them), so a stalled server cannot hang
+a read and a dead asset is not retried 10 times below our 4. A read gives up when its attempts
+are spent or when the next backoff would take it past ``budget_s`` (default 60 s), and raises an
+error naming the asset; transient failures are retried with doubling backoff.
 """
 
 from __future__ import annotations
@@ -38,17 +45,35 @@ class RetryPolicy:
     """Seconds slept after the first failure; doubled after each further one."""
     backoff_max: float = 8.0
     """Upper bound of one sleep in seconds."""
+    budget_s: float = 60.0
+    """Most seconds one read may take over all its attempts before its asset is named in an
+    error (a retry that would end past it is not started)."""
+    http_timeout_s: float = 20.0
+    """GDAL's timeout of one HTTP request (``GDAL_HTTP_TIMEOUT``; connect: half of it)."""
 
     def __post_init__(self) -> None:
         if self.attempts < 1:
             raise BadInputError(f"retry attempts must be >= 1, got {self.attempts}")
         if self.backoff_base < 0 or self.backoff_max < 0:
             raise BadInputError("retry backoff times must be >= 0 seconds")
+        if self.budget_s <= 0 or self.http_timeout_s <= 0:
+            raise BadInputError("retry budget and HTTP timeout must be > 0 seconds")
 
     def delays(self) -> Iterator[float]:
         """Yield the sleep before each retry: ``base, 2·base, 4·base, ...`` capped at ``max``."""
         for attempt in range(self.attempts - 1):
             yield min(self.backoff_base * 2.0**attempt, self.backoff_max)
+
+
+def gdal_options(policy: RetryPolicy) -> dict[str, str]:
+    """GDAL's network settings for every read: no retries of its own, timeouts from ``policy``."""
+    timeout = max(1, round(policy.http_timeout_s))
+    return {
+        "GDAL_HTTP_MAX_RETRY": "0",
+        "GDAL_HTTP_TIMEOUT": str(timeout),
+        "GDAL_HTTP_CONNECTTIMEOUT": str(max(1, timeout // 2)),
+        "GDAL_DISABLE_READDIR_ON_OPEN": "EMPTY_DIR",  # no directory listing per COG open
+    }
 
 
 @dataclass(frozen=True)
@@ -88,13 +113,17 @@ def retry_call(
     """
     retryable = _retryable()
     delays = policy.delays()
+    start = time.monotonic()
+    tries = 0
     while True:
+        tries += 1
         try:
             return fn()
         except retryable as exc:
             delay = next(delays, None)
-            if delay is None:
-                error = asset_read_error(href, ref, exc, policy.attempts)
+            spent = time.monotonic() - start
+            if delay is None or spent + delay > policy.budget_s:
+                error = asset_read_error(href, ref, exc, tries, spent)
                 break
             log.info(
                 "read of %s failed (%s); retrying in %.2f s", redact(href), redact(str(exc)), delay
@@ -107,15 +136,20 @@ def retry_call(
 
 
 def asset_read_error(
-    href: str, ref: AssetRef | None, exc: BaseException, attempts: int
+    href: str, ref: AssetRef | None, exc: BaseException, attempts: int, seconds: float = 0.0
 ) -> AssetReadError:
     """The one-line error for an asset that could not be read."""
     what = f"asset {ref.key!r} of item {ref.item_id!r}" if ref else "asset"
     reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    remote = "://" in href and not href.startswith("file://")
+    check = (
+        "check the URL and the server (or the network)"
+        if remote
+        else "check that the file exists and is a complete GeoTIFF"
+    )
     return AssetReadError(
-        f"cannot read {what} at {redact(href)} after {attempts} attempt(s): {redact(reason)}; "
-        "check that the file exists and is a complete GeoTIFF (re-download it), "
-        "or rerun with --skip-bad-assets to drop that date"
+        f"cannot read {what} at {redact(href)} after {attempts} attempt(s) in {seconds:.0f} s: "
+        f"{redact(reason)}; {check}, or rerun with --skip-bad-assets to drop that date"
     )
 
 
@@ -157,8 +191,17 @@ class _RetryingReader:
     def read(self, cfg: Any, dst_geobox: Any, *, dst: Any = None, selection: Any = None) -> Any:
         import rasterio
 
+        tries = 0
+
         def read() -> Any:
-            with rasterio.Env(**self._env):
+            nonlocal tries
+            tries += 1
+            env = dict(self._env)
+            if tries > 1 and "://" in self._href:
+                # GDAL remembers a failed URL (and its partial reads): a retry must not be
+                # answered from that cache, or it fails in no time without asking the server.
+                env["CPL_VSIL_CURL_NON_CACHED"] = _vsi_path(self._href)
+            with rasterio.Env(**env):
                 return self._inner.read(cfg, dst_geobox, dst=dst, selection=selection)
 
         roi, pixels = retry_call(read, self._policy, href=self._href, ref=self._ref)
@@ -167,6 +210,14 @@ class _RetryingReader:
             # converting in place touches only this item's pixels.
             self._ref.conversion.apply(pixels)
         return roi, pixels
+
+
+def _vsi_path(href: str) -> str:
+    """The GDAL virtual file name rasterio opens for a URL (``/vsicurl/...``, ``/vsis3/...``)."""
+    for scheme, vsi in (("s3://", "/vsis3/"), ("gs://", "/vsigs/"), ("az://", "/vsiaz/")):
+        if href.startswith(scheme):
+            return vsi + href[len(scheme) :]
+    return "/vsicurl/" + href
 
 
 def retrying_driver(
@@ -182,7 +233,7 @@ def retrying_driver(
         gdal_env: GDAL options every read runs under (``AWS_REQUEST_PAYER``); they travel with
             the driver to whichever worker reads.
     """
-    env = dict(gdal_env or {})
+    env = {**gdal_options(policy), **dict(gdal_env or {})}
     from odc.loader._rio import RioDriver
 
     install_log_redaction()  # odc-loader logs failing hrefs, SAS tokens and all
@@ -226,7 +277,8 @@ def find_bad_assets(
         href = item.assets[key].get_absolute_href() or item.assets[key].href
 
         def read() -> None:
-            with rasterio.Env(**dict(gdal_env or {})), rasterio.open(href) as src:
+            env = {**gdal_options(policy), **dict(gdal_env or {})}
+            with rasterio.Env(**env), rasterio.open(href) as src:
                 b = geobox.extent.to_crs(str(src.crs)).boundingbox
                 win = from_bounds(*b, transform=src.transform).round_offsets().round_lengths()
                 full = rasterio.windows.Window(0, 0, src.width, src.height)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import http.server
 import logging
@@ -9,9 +10,11 @@ import os
 import shutil
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pystac
@@ -251,3 +254,98 @@ def test_a_logged_traceback_shows_no_signed_query(caplog: pytest.LogCaptureFixtu
         log.exception("read failed")
     assert "read failed" in caplog.text and "blob.core.windows.net/a.tif" in caplog.text
     assert "T0KEN" not in caplog.text
+
+
+class _FaultyHandler(http.server.SimpleHTTPRequestHandler):
+    """Serves a folder; ``fail`` paths always answer 503, ``stall`` paths never answer, and
+    other requests fail with probability ``flaky`` (a seeded generator: reproducible)."""
+
+    fail: frozenset[str] = frozenset()
+    stall: frozenset[str] = frozenset()
+    flaky: float = 0.0
+    rng = np.random.default_rng(0)
+    lock = threading.Lock()
+    failures = 0
+
+    def do_GET(self) -> None:
+        self._serve(super().do_GET)
+
+    def do_HEAD(self) -> None:
+        self._serve(super().do_HEAD)
+
+    def _serve(self, ok: Any) -> None:
+        path = self.path.split("?")[0]
+        if any(path.startswith(p) for p in self.stall):
+            time.sleep(30)
+            return
+        with self.lock:
+            bad = path in self.fail or any(path.startswith(p) for p in self.fail)
+            bad = bad or self.rng.random() < self.flaky
+            if bad:
+                type(self).failures += 1
+        if bad:
+            self.send_error(503, "try later")
+            return
+        ok()
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
+
+
+@contextlib.contextmanager
+def faulty_server(root: Path, **faults: Any) -> Iterator[tuple[str, Any]]:
+    handler = type("Handler", (_FaultyHandler,), {**faults, "failures": 0})
+    server = http.server.ThreadingHTTPServer(
+        ("127.0.0.1", 0), functools.partial(handler, directory=str(root))
+    )
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}", handler
+    finally:
+        server.shutdown()
+        thread.join()
+
+
+def test_a_permanently_failing_asset_is_named_within_the_budget(tmp_path: Path) -> None:
+    good = make_s2_item(tmp_path, "good", at(1), 0, bands=("B02", "B05"))
+    dead = make_s2_item(tmp_path, "dead", at(11), 1, bands=("B02", "B05"))
+    with faulty_server(tmp_path, fail=frozenset({"/dead/"})) as (url, _):
+        items = [_served(good, tmp_path, url), _served(dead, tmp_path, url)]
+        start = time.monotonic()
+        ds = load_cube(items, None, bbox=BBOX, s2_assets=ASSETS)  # the default policy
+        with pytest.raises(AssetReadError, match=rf"of item 'dead' at {url}/dead/.*503"):
+            ds.compute()
+        assert time.monotonic() - start < 30  # 4 attempts, 3.5 s of backoff: no GDAL retries below
+
+
+def test_a_stalled_server_cannot_hang_a_read(tmp_path: Path) -> None:
+    """A server that accepts and never answers: GDAL's timeout (from the policy) ends each try
+    and the budget ends the read, naming the asset."""
+    item = make_s2_item(tmp_path, "slow", at(1), 0, bands=("B02",))
+    policy = RetryPolicy(attempts=10, backoff_base=0.1, http_timeout_s=2, budget_s=5)
+    with faulty_server(tmp_path, stall=frozenset({"/slow/"})) as (url, _):
+        start = time.monotonic()
+        ds = load_cube(
+            [_served(item, tmp_path, url)], None, bbox=BBOX, s2_assets={"B02": "blue"}, retry=policy
+        )
+        with pytest.raises(AssetReadError, match="of item 'slow'"):
+            ds.compute()
+        elapsed = time.monotonic() - start
+    assert elapsed < 20, elapsed  # without the timeout it would wait as long as the server
+
+
+def test_thirty_percent_failed_requests_give_the_undisturbed_cube(tmp_path: Path) -> None:
+    items = [
+        make_s2_item(tmp_path, f"d{i}", at(1 + 10 * i), i, bands=("B02", "B05")) for i in range(2)
+    ]
+    undisturbed = load_cube(items, None, bbox=BBOX, s2_assets=ASSETS)["s2"].values
+    policy = RetryPolicy(attempts=8, backoff_base=0.01, backoff_max=0.05)
+    with faulty_server(tmp_path, flaky=0.3, rng=np.random.default_rng(7)) as (url, handler):
+        served = [_served(i.clone(), tmp_path, url) for i in items]
+        start = time.monotonic()
+        got = load_cube(served, None, bbox=BBOX, s2_assets=ASSETS, retry=policy)["s2"].values
+        elapsed = time.monotonic() - start
+    np.testing.assert_array_equal(got, undisturbed)
+    assert handler.failures >= 1, "the server did fail requests"
+    assert elapsed < 30, elapsed
