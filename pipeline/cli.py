@@ -83,6 +83,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ClearcubeError as exc:
         print(f"clearcube: failed: {redact(str(exc))}", file=sys.stderr)
         return 1
+    except OSError as exc:  # disk full, permission denied, read-only output (RasterioIOError too)
+        code, message = describe_os_error(exc, getattr(args, "out", None))
+        print(
+            f"clearcube: {'error' if code == 2 else 'failed'}: {redact(message)}", file=sys.stderr
+        )
+        return code
     except KeyboardInterrupt:
         print("clearcube: interrupted; rerun the same command to resume", file=sys.stderr)
         return 130
@@ -91,6 +97,28 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         print(redact(traceback.format_exc()), file=sys.stderr, end="")
         return 1
+
+
+def describe_os_error(exc: OSError, out: object = None) -> tuple[int, str]:
+    """``(exit code, one line)`` for an operating-system error while a command ran.
+
+    A full disk is a failure (1); a folder the user cannot write to is their input (2). The
+    path is the error's own, else the command's ``--out``.
+    """
+    import errno
+
+    where = exc.filename or (f"--out {out}" if out is not None else "the output")
+    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    if exc.errno == errno.ENOSPC or "No space left" in text:
+        return 1, (
+            f"no space left on the disk holding {where} ({text}); free space or pass an --out "
+            "on a disk with room, then rerun the same command to resume"
+        )
+    if exc.errno in (errno.EACCES, errno.EPERM):
+        return 2, f"permission denied writing {where}; pass an --out you can write to"
+    if exc.errno == errno.EROFS or "Read-only file system" in text:
+        return 2, f"{where} is on a read-only file system; pass an --out on a writable disk"
+    return 1, f"{text} ({where}); check the path and the disk"
 
 
 def entry_point() -> None:

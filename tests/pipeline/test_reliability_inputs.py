@@ -6,10 +6,13 @@ get far enough to need a cluster use the session's (``--scheduler``), so no case
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import json
 import shutil
 import socket
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -169,3 +172,53 @@ def test_a_cluster_without_a_gpu_slot_is_refused_before_any_work(
         assert main(run_cli(runs, out, scheduler=cluster.scheduler_address)) == 2
     assert_one_line_error(capsys, "GPU")
     assert not out.exists()
+
+
+@contextlib.contextmanager
+def small_tmpfs(where: Path, *options: str) -> Iterator[Path]:
+    """A tmpfs mounted at ``where`` (root only; the test skips elsewhere)."""
+    import subprocess
+
+    where.mkdir(parents=True, exist_ok=True)
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", ",".join(options), "tmpfs", str(where)],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here ({done.stderr.strip()}); needs root")
+    try:
+        yield where
+    finally:
+        subprocess.run(["umount", "-l", str(where)], check=False)
+
+
+def test_a_full_disk_says_so_in_one_line_and_nothing_looks_complete(
+    tmp_path: Path, runs: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with small_tmpfs(tmp_path / "tiny", "size=96k") as disk:
+        out = disk / "out"
+        assert main(run_cli(runs, out)) == 1
+        line = assert_one_line_failure(capsys, "no space left on the disk holding")
+        assert str(disk) in line
+        record = json.loads((out / "run.json").read_text())
+        assert record["finished"] is False  # nothing looks complete
+        assert not (out / "composite.tif").exists()
+
+
+def test_a_read_only_output_disk_is_bad_input(
+    tmp_path: Path, runs: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with small_tmpfs(tmp_path / "ro", "size=1m", "ro") as disk:
+        assert main(run_cli(runs, disk / "out")) == 2
+        assert_one_line_error(capsys, "read-only file system", str(disk))
+
+
+def assert_one_line_failure(capsys: pytest.CaptureFixture[str], *words: str) -> str:
+    err = capsys.readouterr().err
+    lines = [line for line in err.replace("\r", "\n").splitlines() if line.strip()]
+    failures = [line for line in lines if line.startswith("clearcube:")]
+    assert len(failures) == 1 and lines[-1] == failures[0], err
+    assert failures[0].startswith("clearcube: failed: ") and "Traceback" not in err, err
+    for word in words:
+        assert word in failures[0], failures[0]
+    return failures[0]
