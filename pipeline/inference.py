@@ -212,7 +212,9 @@ def infer_tile(job: TileJob) -> TileOutcome:
     composite, spread = sample_tile(s2, s1, known, job.tile, job.model)
     seen = known.any(axis=0)
     products = tile_products(composite, spread, known, covered)
-    job.store.write_tile(job.tile, {p: products[p] for p in job.store.spec.products})
+    job.store.write_tile(
+        job.tile, {p: products[p] for p in job.store.spec.products}, clear_fraction=seen.mean()
+    )
     return TileOutcome(
         number=job.store.spec.plan.number(job.tile),
         clear_fraction=float(seen.mean()),

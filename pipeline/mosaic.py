@@ -130,8 +130,19 @@ class MosaicStore:
         done = self.done()
         return [tile for n, tile in enumerate(self.spec.plan) if not done[n]]
 
-    def write_tile(self, tile: Tile, products: Mapping[str, np.ndarray]) -> None:
-        """Store one tile's products ``{name: (band, h, w)}`` pre-weighted, then mark it done."""
+    def clear_fractions(self) -> np.ndarray:
+        """``(n_tiles,)`` share of each tile's pixels clear on a fused date (NaN: not recorded)."""
+        if "tile_clear" not in self._group("r"):
+            return np.full(len(self.spec.plan), np.nan)
+        return np.asarray(self._array("tile_clear", "r")[:], dtype=float)
+
+    def write_tile(
+        self, tile: Tile, products: Mapping[str, np.ndarray], clear_fraction: float | None = None
+    ) -> None:
+        """Store one tile's products ``{name: (band, h, w)}`` pre-weighted, then mark it done.
+
+        ``clear_fraction`` is kept beside it, so a resumed run reports what an undisturbed one
+        does (tiles without a clear pixel)."""
         plan, spec = self.spec.plan, self.spec
         if set(products) != set(spec.products):
             raise BadInputError(
@@ -146,6 +157,8 @@ class MosaicStore:
                     f"tile {tile.index} {name} has shape {data.shape}, expected {expected}"
                 )
             self._array(f"tiles/{name}")[number] = weighted(plan, tile, data, taper=spec.taper)
+        if clear_fraction is not None and "tile_clear" in self._group("r"):
+            self._array("tile_clear")[number] = float(clear_fraction)
         self._array("tile_done")[number] = True  # the record comes after the data
 
     # -- assembly phase --------------------------------------------------------------------
@@ -233,6 +246,14 @@ def _create(path: Path, spec: MosaicSpec) -> None:
             fill_value=0.0,
             dimension_names=("tile", "band", "y", "x"),
         )
+    group.create_array(
+        "tile_clear",
+        shape=(len(plan),),
+        chunks=(len(plan),) if len(plan) else (1,),
+        dtype="float32",
+        fill_value=np.nan,
+        dimension_names=("tile",),
+    )
     group.create_array(
         "tile_done",
         shape=(len(plan),),

@@ -368,6 +368,10 @@ def run_inference(
         client, infer_tile, jobs, on_result=done,
         max_in_flight=max_in_flight or 4 * slots, resources={"GPU": 1},
     )  # fmt: skip
+    # Counted from the store, not from this run's tasks: a resumed run reports every tile.
+    recorded = store.clear_fractions()
+    if np.isfinite(recorded).all():
+        counts["without_clear"] = int(np.sum(recorded == 0.0))
     log.info(
         "inference: %d tiles in %.1f s on %d workers",
         stats.completed,

@@ -153,3 +153,16 @@ def test_a_crash_while_creating_the_store_leaves_nothing_a_rerun_refuses(
     monkeypatch.setattr(mosaic_mod, "_create", real_create)
     store = open_mosaic(tmp_path / "mosaic.zarr", spec)  # the rerun creates it cleanly
     assert len(store.pending()) == len(plan)
+
+
+def test_tile_clear_fractions_survive_a_reopen_so_a_resume_reports_them(tmp_path: Path) -> None:
+    """A resumed run counts tiles without a clear pixel from the store, not from its own tasks."""
+    store = open_mosaic(tmp_path / "m.zarr", _spec())
+    tiles = list(store.spec.plan)
+    for tile, clear in zip(tiles[:3], (0.0, 0.5, 0.0), strict=True):
+        store.write_tile(tile, _tile_products(tile), clear_fraction=clear)
+    reopened = open_mosaic(tmp_path / "m.zarr", _spec())  # the rerun
+    got = reopened.clear_fractions()
+    np.testing.assert_array_equal(got[:3], [0.0, 0.5, 0.0])
+    assert np.isnan(got[3:]).all()  # not computed yet
+    assert [t.index for t in reopened.pending()] == [t.index for t in tiles[3:]]
