@@ -326,8 +326,9 @@ LOCK_FILE = ".clearcube.lock"
 
 
 @contextmanager
-def output_lock(out: Path) -> Iterator[None]:
-    """Own ``out`` for the ``with`` block: an OS-level exclusive lock on ``out/.clearcube.lock``.
+def output_lock(out: Path, lock_path: Path | None = None) -> Iterator[None]:
+    """Own ``out`` for the ``with`` block: an OS-level exclusive lock on ``out/.clearcube.lock``
+    (or on ``lock_path``, e.g. beside a Zarr store that must hold nothing else).
 
     The kernel drops the lock when its process dies, so a crashed run leaves no stale lock; the
     file's text (pid, host, start time) only names the holder in the error.
@@ -340,8 +341,11 @@ def output_lock(out: Path) -> Iterator[None]:
 
     if out.exists() and not out.is_dir():
         raise BadInputError(f"--out {out} is a file; pass a folder")
-    out.mkdir(parents=True, exist_ok=True)
-    fd = os.open(out / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+    if lock_path is None:
+        out.mkdir(parents=True, exist_ok=True)
+        lock_path = out / LOCK_FILE
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:

@@ -64,7 +64,13 @@ def run(args: argparse.Namespace) -> int:
         skip_bad_assets=args.skip_bad_assets,
         requester_pays=args.requester_pays,
     )
-    with tqdm(desc="cube regions", unit="region", file=sys.stderr) as bar:
+    from clearcube.pipeline.composite import output_lock
+
+    lock = args.out.parent / f".{args.out.name}.lock"  # beside the store: it holds only Zarr
+    with (
+        output_lock(args.out, lock),
+        tqdm(desc="cube regions", unit="region", file=sys.stderr) as bar,
+    ):
 
         def progress(done: int, total: int) -> None:
             bar.total = total
