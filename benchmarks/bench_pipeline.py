@@ -3,11 +3,16 @@
     OMP_NUM_THREADS=2 python benchmarks/bench_pipeline.py demo --checkpoint model/checkpoints/demo.pt --steps 20
     OMP_NUM_THREADS=2 python benchmarks/bench_pipeline.py memory --checkpoint CKPT --base 128
 
+    python benchmarks/bench_pipeline.py malloc --checkpoint model/checkpoints/demo.pt --steps 10
+
 ``demo``: the whole demo region (``clearcube demo``'s call) with the result's per-stage timings
 (search, cube, mask, inference, blend, cog). ``memory``: square regions of ``base``, 2× and 4×
 ``base`` pixels (1×, 4×, 16× the tiles) inside the demo region, each on a fresh local cluster of
 2 worker processes; a thread samples every worker's RSS (psutil, via ``client.run``) every 0.25 s
 and the peak per worker is printed. Streaming tile by tile, the peak must stay flat.
+``malloc``: inference of a 512 px box of the demo region, alternating the workers' glibc malloc
+settings between distributed's (``MALLOC_TRIM_THRESHOLD_=65536``) and clearcube's (1 GiB trim,
+32 MiB mmap threshold), A/B/A/B in one run on fresh local clusters; prints seconds per variant.
 """
 
 from __future__ import annotations
@@ -90,17 +95,62 @@ def memory(args: argparse.Namespace) -> None:
         )
 
 
+def malloc(args: argparse.Namespace) -> None:
+    """Inference seconds with distributed's and with clearcube's malloc settings, alternated."""
+    import clearcube.deploy.config as config
+    from clearcube.catalogs.demo import DEMO_BBOX
+    from clearcube.pipeline.composite import composite
+
+    shipped = config.dask_config
+    variants = {
+        "distributed (trim 64 KiB)": {"MALLOC_TRIM_THRESHOLD_": 65536},
+        "clearcube (trim 1 GiB, mmap 32 MiB)": {
+            "MALLOC_TRIM_THRESHOLD_": 1073741824, "MALLOC_MMAP_THRESHOLD_": 33554432,
+        },
+    }  # fmt: skip
+    west, south = DEMO_BBOX[0] + 0.01, DEMO_BBOX[1] + 0.01
+    edge = 5120.0
+    bbox = (west, south, west + edge / (111_320 * math.cos(math.radians(south))), south + edge / 111_320)
+    times: dict[str, list[float]] = {k: [] for k in variants}
+    for _ in range(args.repeats):
+        for name, env in variants.items():
+
+            def patched(env: dict[str, int] = env) -> dict[str, Any]:
+                cfg = shipped()
+                spawn = cfg["distributed"]["nanny"]["pre-spawn-environ"]
+                spawn = {k: v for k, v in spawn.items() if not k.startswith("MALLOC_")}
+                cfg["distributed"]["nanny"]["pre-spawn-environ"] = {**spawn, **env}
+                return cfg
+
+            config.dask_config = patched  # type: ignore[assignment]
+            try:
+                with tempfile.TemporaryDirectory() as tmp:
+                    result = composite(
+                        bbox, "2024-05-01", "2024-07-31", Path(tmp) / "out",
+                        checkpoint=args.checkpoint, steps=args.steps, tile=args.tile,
+                        overlap=args.overlap,
+                    )  # fmt: skip
+            finally:
+                config.dask_config = shipped  # type: ignore[assignment]
+            times[name].append(result.timings["inference"])
+            print(f"{name:<38} inference {result.timings['inference']:6.1f} s "
+                  f"({result.tiles['total']} tiles, {args.steps} steps)", flush=True)  # fmt: skip
+    for name, values in times.items():
+        print(f"{name:<38} best {min(values):6.1f} s  all {[round(v, 1) for v in values]}")
+
+
 def main() -> None:
     """Parse the command line and run one benchmark."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="what", required=True)
-    for name, fn in (("demo", demo), ("memory", memory)):
+    for name, fn in (("demo", demo), ("memory", memory), ("malloc", malloc)):
         p = sub.add_parser(name)
         p.add_argument("--checkpoint", required=True, help="model checkpoint")
         p.add_argument("--steps", type=int, default=2)
         p.add_argument("--tile", type=int, default=256 if name == "demo" else 64)
         p.add_argument("--overlap", type=int, default=32 if name == "demo" else 16)
         p.add_argument("--base", type=int, default=128, help="memory: edge of the 1x region (px)")
+        p.add_argument("--repeats", type=int, default=2, help="malloc: A/B rounds")
         p.set_defaults(fn=fn)
     args = parser.parse_args()
     args.fn(args)

@@ -158,6 +158,17 @@ def test_worker_processes_run_with_clearcube_settings(local_client: Client) -> N
 
     assert set(local_client.run(setting).values()) == {("120s", 0.85)}
 
+    def malloc() -> tuple[str | None, str | None, str | None]:
+        env = os.environ
+        return (
+            env.get("MALLOC_TRIM_THRESHOLD_"),
+            env.get("MALLOC_MMAP_THRESHOLD_"),
+            env.get("OMP_NUM_THREADS"),
+        )
+
+    # compute settings reach every worker process (not distributed's 64 KiB trim)
+    assert set(local_client.run(malloc).values()) == {("1073741824", "33554432", "1")}
+
 
 @pytest.mark.integration
 def test_resource_restricted_tasks_run_only_where_the_resource_fits(local_client: Client) -> None:
