@@ -200,6 +200,7 @@ def composite(
             stages.check_mask_asset(scenes, opts)
             stages.warn_missing_sar(scenes, opts)
         out = Path(out_dir)
+        check_output_dir(out, opts)  # another run's or a foreign folder: refused untouched
         held.enter_context(output_lock(out))  # one run per folder, until this one returns
         claim_output_dir(out, opts)
         with timer("cube"):
@@ -371,6 +372,21 @@ def claim_output_dir(out: Path, opts: CompositeOptions) -> Path:
     Raises:
         BadInputError: ``out`` is a file, holds another run, or holds files that are not a run's.
     """
+    check_output_dir(out, opts)
+    out.mkdir(parents=True, exist_ok=True)
+    _atomic_json(
+        out / RUN_FILE,
+        {"clearcube": __version__, "options": options_fingerprint(opts), "finished": False},
+    )
+    return out
+
+
+def check_output_dir(out: Path, opts: CompositeOptions) -> None:
+    """Refuse (without writing anything) a folder that is a file, another run's, or foreign.
+
+    Raises:
+        BadInputError: as :func:`claim_output_dir`.
+    """
     if out.exists() and not out.is_dir():
         raise BadInputError(f"--out {out} is a file; pass a folder")
     args = options_fingerprint(opts)
@@ -398,9 +414,6 @@ def claim_output_dir(out: Path, opts: CompositeOptions) -> Path:
                 "choose another folder or delete it"
             )
         log.info("resuming the run in %s", out)
-    out.mkdir(parents=True, exist_ok=True)
-    _atomic_json(record, {"clearcube": __version__, "options": args, "finished": False})
-    return out
 
 
 def write_run_record(out: Path, opts: CompositeOptions, result: CompositeResult) -> None:
