@@ -110,7 +110,12 @@ def malloc(args: argparse.Namespace) -> None:
     }  # fmt: skip
     west, south = DEMO_BBOX[0] + 0.01, DEMO_BBOX[1] + 0.01
     edge = 5120.0
-    bbox = (west, south, west + edge / (111_320 * math.cos(math.radians(south))), south + edge / 111_320)
+    bbox = (
+        west,
+        south,
+        west + edge / (111_320 * math.cos(math.radians(south))),
+        south + edge / 111_320,
+    )
     times: dict[str, list[float]] = {k: [] for k in variants}
     for _ in range(args.repeats):
         for name, env in variants.items():
