@@ -71,10 +71,9 @@ class PixelConversion:
         """Convert ``pixels`` in place (and return them)."""
         if self.kind == "dn_offset" and self.offset:
             # 0 is nodata; the dtype's top (65535) marks saturated pixels: both stay as they are
-            top_value = np.iinfo(pixels.dtype).max if pixels.dtype.kind in "iu" else None
-            valid = (pixels != 0) & (pixels != top_value) if top_value is not None else pixels != 0
-            shifted = pixels.astype(np.float64) + self.offset
             top = np.iinfo(pixels.dtype).max if pixels.dtype.kind in "iu" else np.inf
+            valid = (pixels != 0) & (pixels != top)
+            shifted = pixels.astype(np.float64) + self.offset
             np.copyto(pixels, np.clip(shifted, 1, top).astype(pixels.dtype), where=valid)
         elif self.kind == "linear_to_db":
             if pixels.dtype.kind != "f":

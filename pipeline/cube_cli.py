@@ -26,6 +26,12 @@ def register(subparsers: Any) -> None:
     p.add_argument("--level", default="L1C", choices=("L1C", "L2A"))
     p.add_argument("--resolution", type=float, default=10.0, help="pixel size in metres")
     p.add_argument("--region-size", type=int, default=None, help="pixels per written region")
+    add_read_arguments(p)
+    p.set_defaults(func=run)
+
+
+def add_read_arguments(p: argparse.ArgumentParser) -> None:
+    """The asset-reading flags shared by ``cube`` and ``run``."""
     p.add_argument(
         "--skip-bad-assets", action="store_true", help="drop dates whose assets cannot be read"
     )
@@ -34,7 +40,6 @@ def register(subparsers: Any) -> None:
         action="store_true",
         help="read s3:// assets from requester-pays buckets (needs AWS credentials; you pay)",
     )
-    p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -146,11 +146,18 @@ def cloud_from_probability(
         smooth = np.stack(
             [cv2.filter2D(p, -1, kernel, borderType=cv2.BORDER_REFLECT) for p in smooth]
         )
-    cloud = (smooth > threshold).astype(np.uint8)
+    cloud = smooth > threshold
     if dilation_size > 0:
-        disk = cv2_disk(dilation_size)
-        cloud = np.stack([cv2.dilate(c, disk) for c in cloud])
+        cloud = np.stack([_dilate(c, dilation_size) for c in cloud])
     return cloud.astype(bool)
+
+
+def _dilate(mask: np.ndarray, radius: int) -> np.ndarray:
+    """``(h, w)`` bool mask grown by a disk of ``radius`` pixels (s2cloudless's disk)."""
+    import cv2
+    from s2cloudless.utils import cv2_disk
+
+    return cv2.dilate(mask.astype(np.uint8), cv2_disk(radius)).astype(bool)
 
 
 def cloud_mask_s2cloudless(
@@ -304,11 +311,10 @@ def project_shadows(cloud: np.ndarray, offsets: list[tuple[int, int]]) -> np.nda
 def shadow_mask(
     cloud: np.ndarray,
     nir: np.ndarray,
-    reference: np.ndarray | None,
+    reference: np.ndarray,
     offsets: list[tuple[int, int]],
     *,
     darkness: float = 0.7,
-    dark_nir: float = 1500.0,
     dilation_size: int = 1,
 ) -> np.ndarray:
     """Cloud shadows of one date: projected from its clouds along the sun and darker than usual.
@@ -316,10 +322,9 @@ def shadow_mask(
     Args:
         cloud: ``(h, w)`` bool cloud mask of the date.
         nir: ``(h, w)`` B08 DN of the date (0 = nodata).
-        reference: ``(h, w)`` a typical B08 DN of each pixel (the median over the cube's dates),
-            or None: then a pixel is dark when ``nir < dark_nir``.
+        reference: ``(h, w)`` a typical B08 DN of each pixel (the median over the cube's dates).
         offsets: from :func:`shadow_offsets` for the date's sun and the cloud heights.
-        darkness: with a reference, dark means ``nir < darkness * reference`` (a shadow keeps
+        darkness: dark means ``nir < darkness * reference`` (a shadow keeps
             only the diffuse light, ~35 % of the direct in the demo's simulation).
         dilation_size: disk radius in pixels added around the shadows (their soft edges).
 
@@ -327,16 +332,9 @@ def shadow_mask(
         ``(h, w)`` bool, True = cloud shadow (never on a cloud pixel).
     """
     possible = project_shadows(np.asarray(cloud, dtype=bool), offsets) & ~cloud & (nir > 0)
-    if reference is None:
-        dark = nir < dark_nir
-    else:
-        dark = nir < darkness * np.asarray(reference, dtype=np.float64)
-    shadow = possible & dark
+    shadow = possible & (nir < darkness * np.asarray(reference, dtype=np.float64))
     if dilation_size > 0 and shadow.any():
-        import cv2
-        from s2cloudless.utils import cv2_disk
-
-        shadow = cv2.dilate(shadow.astype(np.uint8), cv2_disk(dilation_size)).astype(bool)
+        shadow = _dilate(shadow, dilation_size)
     return shadow & ~cloud
 
 

@@ -76,6 +76,11 @@ def gdal_options(policy: RetryPolicy) -> dict[str, str]:
     }
 
 
+def read_env(policy: RetryPolicy, gdal_env: Mapping[str, str] | None = None) -> dict[str, str]:
+    """Every read's GDAL options: :func:`gdal_options` plus the caller's (``AWS_REQUEST_PAYER``)."""
+    return {**gdal_options(policy), **dict(gdal_env or {})}
+
+
 @dataclass(frozen=True)
 class AssetRef:
     """Which STAC asset an href belongs to, for error messages."""
@@ -233,7 +238,7 @@ def retrying_driver(
         gdal_env: GDAL options every read runs under (``AWS_REQUEST_PAYER``); they travel with
             the driver to whichever worker reads.
     """
-    env = {**gdal_options(policy), **dict(gdal_env or {})}
+    env = read_env(policy, gdal_env)
     from odc.loader._rio import RioDriver
 
     install_log_redaction()  # odc-loader logs failing hrefs, SAS tokens and all
@@ -277,7 +282,7 @@ def find_bad_assets(
         href = item.assets[key].get_absolute_href() or item.assets[key].href
 
         def read() -> None:
-            env = {**gdal_options(policy), **dict(gdal_env or {})}
+            env = read_env(policy, gdal_env)
             with rasterio.Env(**env), rasterio.open(href) as src:
                 b = geobox.extent.to_crs(str(src.crs)).boundingbox
                 win = from_bounds(*b, transform=src.transform).round_offsets().round_lengths()

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from clearcube.catalogs.cli import add_query_arguments
+from clearcube.pipeline.cube_cli import add_read_arguments
 
 #: The demo's defaults: fast enough for 2 CPU cores in a few minutes, the whole demo region.
 DEMO_STEPS = 10
@@ -24,14 +25,7 @@ def register(subparsers: Any) -> None:
     )
     add_query_arguments(run)
     run.add_argument("--out", type=Path, required=True, help="output folder (a rerun resumes)")
-    run.add_argument(
-        "--skip-bad-assets", action="store_true", help="drop dates whose assets cannot be read"
-    )
-    run.add_argument(
-        "--requester-pays",
-        action="store_true",
-        help="read s3:// assets from requester-pays buckets (needs AWS credentials; you pay)",
-    )
+    add_read_arguments(run)
     _model_flags(run, steps=50)
     run.add_argument("--json", action="store_true", help="print the result as JSON")
     run.set_defaults(func=run_command)

@@ -219,8 +219,8 @@ def mask_dates(
     group = zarr.open_group(path, mode="r+")
     cube = open_cube(path)
     masked: dict[str, list[int]] = dict(group.attrs.get(CUBE_MASK_ATTR) or {})  # type: ignore[arg-type]
+    chunks = cube["s2"].data.chunksize  # (time, band, y, x) as stored
     if "cloud" not in group:
-        chunks = cube["s2"].data.chunksize
         empty = da.zeros(
             (cube.sizes["time"], cube.sizes["y"], cube.sizes["x"]),
             chunks=(1, chunks[2], chunks[3]),
@@ -239,7 +239,7 @@ def mask_dates(
         # The shadow test's per-pixel B08 median over all dates: written once into the cube
         # (window by window), then read lazily by every date's mask.
         if "nir_reference" not in group:
-            ref = nir_reference(cube).chunk(dict(zip(("y", "x"), chunks_yx(cube), strict=True)))
+            ref = nir_reference(cube).chunk({"y": chunks[2], "x": chunks[3]})
             _append_variables(path, xr.Dataset({"nir_reference": (("y", "x"), ref.data)}))
             group = zarr.open_group(path, mode="r+")
         reference = open_cube(path)["nir_reference"]
@@ -278,12 +278,6 @@ def _append_variables(path: Path, ds: xr.Dataset, **kwargs: Any) -> None:
     attrs = dict(zarr.open_group(path, mode="r").attrs)
     ds.to_zarr(path, mode="a", zarr_format=3, consolidated=False, **kwargs)
     zarr.open_group(path, mode="r+").attrs.update(attrs)
-
-
-def chunks_yx(cube: xr.Dataset) -> tuple[int, int]:
-    """The cube's stored y and x chunk edges."""
-    chunks = cube["s2"].data.chunksize
-    return int(chunks[2]), int(chunks[3])
 
 
 def mosaic_spec(path: Path, opts: CompositeOptions, selection: DateSelection) -> MosaicSpec:

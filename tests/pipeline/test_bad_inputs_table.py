@@ -100,7 +100,7 @@ CASES: list[tuple[str, list[str], list[str]]] = [
         ["neither 'real' nor a folder"],
     ),
     (
-        "run-into-a-foreign-folder",
+        "dead-scheduler",
         ["run", *BBOX, *PERIOD, "--out", "{tmp}/kept", "--scheduler", "tcp://127.0.0.1:9"],
         ["scheduler"],
     ),

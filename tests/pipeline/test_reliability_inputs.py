@@ -45,13 +45,16 @@ def run_cli(
     return argv + (["--scheduler", scheduler] if scheduler else [])
 
 
-def assert_one_line_error(capsys: pytest.CaptureFixture[str], *words: str) -> str:
-    """The run's stderr ends with exactly one ``clearcube: error:`` line naming ``words``."""
+def assert_one_line_error(
+    capsys: pytest.CaptureFixture[str], *words: str, kind: str = "error"
+) -> str:
+    """The run's stderr ends with exactly one ``clearcube: {kind}:`` line naming ``words``, and
+    holds no traceback (``kind``: ``error`` for bad input, ``failed`` for a failure)."""
     err = capsys.readouterr().err
     lines = [line for line in err.replace("\r", "\n").splitlines() if line.strip()]
     errors = [line for line in lines if line.startswith("clearcube:")]
-    assert len(errors) == 1, err
-    assert lines[-1] == errors[0] and errors[0].startswith("clearcube: error: ")
+    assert len(errors) == 1 and "Traceback" not in err, err
+    assert lines[-1] == errors[0] and errors[0].startswith(f"clearcube: {kind}: ")
     for word in words:
         assert word in errors[0], errors[0]
     return errors[0]
@@ -198,7 +201,7 @@ def test_a_full_disk_says_so_in_one_line_and_nothing_looks_complete(
     with small_tmpfs(tmp_path / "tiny", "size=96k") as disk:
         out = disk / "out"
         assert main(run_cli(runs, out)) == 1
-        line = assert_one_line_failure(capsys, "no space left on the disk holding")
+        line = assert_one_line_error(capsys, "no space left on the disk holding", kind="failed")
         assert str(disk) in line
         record = json.loads((out / "run.json").read_text())
         assert record["finished"] is False  # nothing looks complete
@@ -211,14 +214,3 @@ def test_a_read_only_output_disk_is_bad_input(
     with small_tmpfs(tmp_path / "ro", "size=1m", "ro") as disk:
         assert main(run_cli(runs, disk / "out")) == 2
         assert_one_line_error(capsys, "read-only file system", str(disk))
-
-
-def assert_one_line_failure(capsys: pytest.CaptureFixture[str], *words: str) -> str:
-    err = capsys.readouterr().err
-    lines = [line for line in err.replace("\r", "\n").splitlines() if line.strip()]
-    failures = [line for line in lines if line.startswith("clearcube:")]
-    assert len(failures) == 1 and lines[-1] == failures[0], err
-    assert failures[0].startswith("clearcube: failed: ") and "Traceback" not in err, err
-    for word in words:
-        assert word in failures[0], failures[0]
-    return failures[0]
