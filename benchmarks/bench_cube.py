@@ -102,7 +102,7 @@ def region_bbox(size_px: int) -> tuple[float, float, float, float]:
 
 
 def run_cube(items: list, size_px: int, out: Path) -> dict[str, Any]:
-    from clearcube.catalogs.bands import EARTH_SEARCH_ASSETS
+    from clearcube.bands import EARTH_SEARCH_ASSETS
     from clearcube.pipeline.cube import load_cube, write_cube
 
     shutil.rmtree(out, ignore_errors=True)
@@ -120,7 +120,7 @@ def run_rasterio(items: list, size_px: int) -> dict[str, Any]:
     import rasterio
     from rasterio.windows import Window
 
-    from clearcube.catalogs.bands import EARTH_SEARCH_ASSETS, S2_RESOLUTION
+    from clearcube.bands import EARTH_SEARCH_ASSETS, S2_RESOLUTION
     from clearcube.pipeline.cube import target_geobox
 
     gbox = target_geobox(region_bbox(size_px), "EPSG:32633", 10)

@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import pystac
 
-from clearcube.catalogs.bands import EARTH_SEARCH_ASSETS, L2A_MISSING, S2_BANDS
+from clearcube.bands import EARTH_SEARCH_ASSETS, L2A_MISSING, S2_BANDS
 from clearcube.catalogs.demo import DEMO_BBOX
 from clearcube.catalogs.demo.generate import ensure_demo_catalog
 from clearcube.pipeline.cube_load import load_cube

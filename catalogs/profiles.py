@@ -14,7 +14,7 @@ from typing import Literal
 
 import pystac
 
-from clearcube.catalogs.bands import EARTH_SEARCH_ASSETS, PLANETARY_COMPUTER_ASSETS
+from clearcube.bands import EARTH_SEARCH_ASSETS, PLANETARY_COMPUTER_ASSETS
 from clearcube.catalogs.radiometry import S1Units
 from clearcube.errors import BadInputError, missing_dependency
 

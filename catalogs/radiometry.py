@@ -39,10 +39,9 @@ from typing import Any, Literal
 import numpy as np
 import pystac
 
+from clearcube.bands import DN_PER_REFLECTANCE
 from clearcube.errors import BadInputError
 
-#: DN per unit of reflectance in clearcube's convention.
-DN_SCALE = 10000
 #: The offset ESA added to Sentinel-2 values from processing baseline 04.00 (-1000 DN to undo).
 BASELINE_04_OFFSET = -1000
 #: Units a Sentinel-1 collection's values can have.
@@ -115,8 +114,8 @@ def s2_conversion(item: pystac.Item, asset_key: str) -> PixelConversion:
     software = props.get("processing:software")
     templated = isinstance(software, Mapping) and any(w in software for w in _TEMPLATED_WRITERS)
     if band is not None and band.get("offset") is not None and not templated:
-        scale = float(band.get("scale") or 1.0 / DN_SCALE)
-        if not math.isclose(scale * DN_SCALE, 1.0, rel_tol=1e-6):
+        scale = float(band.get("scale") or 1.0 / DN_PER_REFLECTANCE)
+        if not math.isclose(scale * DN_PER_REFLECTANCE, 1.0, rel_tol=1e-6):
             raise BadInputError(
                 f"asset {asset_key!r} of Sentinel-2 item {item.id!r} has raster:bands scale "
                 f"{scale:g}, not 0.0001: its values are not reflectance x 10000; use a "

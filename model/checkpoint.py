@@ -20,6 +20,7 @@ leaves a truncated checkpoint under the final name.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import os
 import tempfile
@@ -94,8 +95,12 @@ def save_checkpoint(
     return path
 
 
-def read_checkpoint(path: str | os.PathLike[str], *, device: str | torch.device = "cpu") -> dict:
+def read_checkpoint(
+    path: str | os.PathLike[str], *, device: str | torch.device = "cpu", mmap: bool = False
+) -> dict:
     """Load a checkpoint's raw payload with ``weights_only=True`` and check it is clearcube's.
+
+    ``mmap=True`` maps the tensors instead of reading them (for a look at the config).
 
     Raises:
         BadInputError: the file does not exist.
@@ -105,7 +110,7 @@ def read_checkpoint(path: str | os.PathLike[str], *, device: str | torch.device 
     if not path.is_file():
         raise BadInputError(f"checkpoint {path} does not exist; pass the path of a .pt file")
     try:
-        payload = torch.load(path, map_location=device, weights_only=True)
+        payload = torch.load(path, map_location=device, weights_only=True, mmap=mmap)
     except Exception as exc:  # pickle errors, zip errors: all mean "not a loadable checkpoint"
         raise CheckpointMismatchError(
             f"checkpoint {path} cannot be loaded safely ({type(exc).__name__}); "
@@ -149,18 +154,7 @@ def load_checkpoint(
     """
     payload = read_checkpoint(path, device="cpu")
     cfg = ModelConfig.from_dict(payload["config"])
-    for kind, have, expect in (
-        ("bands", cfg.s2_bands, expect_s2_bands),
-        ("SAR polarisations", cfg.s1_bands, expect_s1_bands),
-    ):
-        if expect is not None and tuple(expect) != tuple(have):
-            bundled = {13: "demo.pt (L1C, --mask s2cloudless)", 12: "demo-l2a.pt (L2A, --mask scl)"}
-            hint = bundled.get(len(tuple(expect)), "") if kind == "bands" else ""
-            raise CheckpointMismatchError(
-                f"checkpoint {path} was trained on {kind} {list(have)}; the cube has "
-                f"{list(expect)}; pass --checkpoint with one trained on these {kind}"
-                + (f" (bundled: model/checkpoints/{hint})" if hint else "")
-            )
+    _check_bands(path, cfg, expect_s2_bands, expect_s1_bands)
     net = UNet(cfg.unet)
     weights = "ema" if use_ema and payload.get("ema") is not None else "raw"
     state = payload["ema"] if weights == "ema" else payload["state_dict"]
@@ -183,10 +177,68 @@ def load_checkpoint(
     return net, cfg, meta
 
 
+def checkpoint_config(path: str | os.PathLike[str]) -> ModelConfig:
+    """The model config stored in a checkpoint, without building its network.
+
+    Raises:
+        BadInputError: the file does not exist.
+        CheckpointMismatchError: not a clearcube checkpoint.
+    """
+    # mmap: the tensors stay on disk; only the small config dict is read
+    return ModelConfig.from_dict(read_checkpoint(path, mmap=True)["config"])
+
+
+def check_checkpoint_bands(
+    path: str | os.PathLike[str],
+    *,
+    s2_bands: Sequence[str] | None = None,
+    s1_bands: Sequence[str] | None = None,
+) -> ModelConfig:
+    """Refuse a checkpoint trained on other bands (from its config alone); return that config.
+
+    Raises:
+        CheckpointMismatchError: not a clearcube checkpoint, or trained on other bands.
+    """
+    cfg = checkpoint_config(path)
+    _check_bands(path, cfg, s2_bands, s1_bands)
+    return cfg
+
+
+def _check_bands(
+    path: str | os.PathLike[str],
+    cfg: ModelConfig,
+    s2_bands: Sequence[str] | None,
+    s1_bands: Sequence[str] | None,
+) -> None:
+    for kind, have, expect in (
+        ("bands", cfg.s2_bands, s2_bands),
+        ("SAR polarisations", cfg.s1_bands, s1_bands),
+    ):
+        if expect is not None and tuple(expect) != tuple(have):
+            bundled = {13: "demo.pt (L1C, --mask s2cloudless)", 12: "demo-l2a.pt (L2A, --mask scl)"}
+            hint = bundled.get(len(tuple(expect)), "") if kind == "bands" else ""
+            raise CheckpointMismatchError(
+                f"checkpoint {path} was trained on {kind} {list(have)}; the cube has "
+                f"{list(expect)}; pass --checkpoint with one trained on these {kind}"
+                + (f" (bundled: model/checkpoints/{hint})" if hint else "")
+            )
+
+
 def checkpoint_sha256(path: str | os.PathLike[str]) -> str:
-    """Hex SHA-256 of a checkpoint file (recorded in output COG tags, STYLE.md rule 14)."""
+    """Hex SHA-256 of a checkpoint file: its identity (run records, COG tags, STYLE.md rule 14).
+
+    Computed once per file version: the digest is cached under the file's real path, size and
+    modification time, so the orchestrator, the products and the workers share one hash.
+    """
+    real = os.path.realpath(path)
+    stat = os.stat(real)
+    return _sha256(real, stat.st_size, stat.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=32)
+def _sha256(real: str, size: int, mtime_ns: int) -> str:
     digest = hashlib.sha256()
-    with open(path, "rb") as fh:
+    with open(real, "rb") as fh:
         for block in iter(lambda: fh.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()

@@ -18,7 +18,7 @@ from types import MappingProxyType
 from typing import Any, Final, Literal, TypeVar
 
 from clearcube import BadInputError
-from clearcube.catalogs.bands import S1_BANDS, S2_BANDS
+from clearcube.bands import S1_BANDS, S2_BANDS
 
 _T = TypeVar("_T")
 

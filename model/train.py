@@ -179,6 +179,7 @@ def build_datasets(cfg: TrainConfig, model_cfg: ModelConfig) -> tuple[Dataset, D
             d.path,
             synthetic_prob=d.synthetic_prob,
             samples_per_date=d.samples_per_date,
+            sar_dropout=d.sar_dropout,
             x_range=(0.0, split),
             **common,
         )
@@ -211,6 +212,7 @@ def _simulated_datasets(cfg: TrainConfig, model_cfg: ModelConfig) -> tuple[Datas
             cube,
             synthetic_prob=d.synthetic_prob,
             samples_per_date=d.samples_per_date,
+            sar_dropout=d.sar_dropout,
             seed=cfg.seed + i,
             **common,
         )

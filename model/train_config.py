@@ -31,6 +31,9 @@ class DataConfig:
     """Share of cube samples made of a clear date under other dates' clouds."""
     samples_per_date: int = 64
     """Random crops per clear date in one pass (cube data)."""
+    sar_dropout: float = 0.0
+    """Share of cube training samples shown without SAR (all SAR at 0, as the pipeline feeds
+    regions without Sentinel-1), so the network also fills optical-only inputs."""
     val_fraction: float = 0.2
     """Cube data: the last fraction of the x extent is held out for validation (0 disables)."""
     seeds: tuple[int, ...] = (1, 2, 3, 4)
@@ -111,6 +114,10 @@ class TrainConfig:
             )
         if not 0.0 <= self.ema_rate < 1.0:
             raise BadInputError("train: ema_rate must be in [0, 1)")
+        if not 0.0 <= self.data.sar_dropout <= 1.0:
+            raise BadInputError(
+                f"train: data.sar_dropout must be in [0, 1], got {self.data.sar_dropout}"
+            )
         self.model_config()  # unknown preset names fail here, before any data is read
 
     def model_config(self) -> ModelConfig:

@@ -33,6 +33,7 @@ from typing import Any, Literal, Protocol
 
 import numpy as np
 
+from clearcube.bands import DN_PER_REFLECTANCE
 from clearcube.errors import BadInputError, ClearcubeError
 from clearcube.pipeline.mosaic import MosaicStore
 from clearcube.pipeline.provenance import ProvenanceView
@@ -71,7 +72,7 @@ class CogEncoding:
             raise BadInputError("uint16 COGs use nodata 0 (valid DN are 1..65535)")
 
 
-COMPOSITE = CogEncoding(dtype="uint16", scale=10000.0, nodata=0)
+COMPOSITE = CogEncoding(dtype="uint16", scale=DN_PER_REFLECTANCE, nodata=0)
 """Reflectance as uint16 DN (reflectance × 10000), nodata 0."""
 UNCERTAINTY = CogEncoding(dtype="float32", scale=1.0, nodata=math.nan)
 """Uncertainty as float32 in reflectance units, nodata NaN."""

@@ -46,8 +46,8 @@ def run(args: argparse.Namespace) -> int:
     """Search, load and write the cube; return the exit code."""
     from tqdm import tqdm
 
+    from clearcube.bands import EARTH_SEARCH_ASSETS, L2A_MISSING, S2_BANDS
     from clearcube.catalogs import search
-    from clearcube.catalogs.bands import EARTH_SEARCH_ASSETS, L2A_MISSING, S2_BANDS
     from clearcube.errors import BadInputError
     from clearcube.pipeline.cube import DEFAULT_REGION, write_cube
     from clearcube.pipeline.cube_load import load_scenes

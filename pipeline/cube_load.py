@@ -23,8 +23,6 @@ Choices, and why:
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import os
 from collections.abc import Mapping, Sequence
@@ -35,10 +33,11 @@ import numpy as np
 import pystac
 import xarray as xr
 
-from clearcube.catalogs.bands import S1_BANDS, S2_BANDS
+from clearcube.bands import S1_BANDS, S2_BANDS
 from clearcube.catalogs.radiometry import S1Units, s1_conversion, s2_conversion
 from clearcube.catalogs.records import SceneSet, s1_acquisitions
 from clearcube.errors import BadInputError
+from clearcube.fingerprint import fingerprint
 from clearcube.pipeline.cube_grid import BBox, check_bbox, default_crs, target_geobox
 from clearcube.pipeline.retry import (
     AssetRef,
@@ -256,7 +255,7 @@ def load_cube(
         transform=list(gbox.transform.to_gdal()),
         resolution=float(resolution),
         clearcube_chunk=int(chunks),
-        clearcube_fingerprint=_fingerprint(
+        clearcube_fingerprint=_source_fingerprint(
             s2_groups,
             s1_groups,
             pairs,
@@ -288,7 +287,7 @@ def load_scenes(
     Every slice of each paired Sentinel-1 acquisition is loaded (and mosaicked), with the asset
     names and SAR units of the scenes' catalog profile.
     """
-    from clearcube.catalogs.bands import EARTH_SEARCH_ASSETS
+    from clearcube.bands import EARTH_SEARCH_ASSETS
 
     profile = scenes.profile
     assets = profile.assets if profile is not None else EARTH_SEARCH_ASSETS
@@ -509,7 +508,7 @@ def _drop_bad(
     return [s2_groups[k] for k in keep], new_pairs
 
 
-def _fingerprint(
+def _source_fingerprint(
     s2_groups: Sequence[Sequence[pystac.Item]],
     s1_groups: Sequence[Sequence[pystac.Item]],
     pairs: Sequence[int | None],
@@ -534,4 +533,4 @@ def _fingerprint(
         "grid": [str(gbox.crs), list(gbox.transform.to_gdal()), list(gbox.shape.yx)],
         "chunks": chunks,
     }
-    return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()[:16]
+    return fingerprint(doc)

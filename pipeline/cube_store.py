@@ -11,8 +11,6 @@ resuming into a store built with different arguments.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import logging
 import os
 from collections.abc import Callable
@@ -22,6 +20,7 @@ from typing import Any
 import xarray as xr
 
 from clearcube.errors import BadInputError
+from clearcube.fingerprint import fingerprint
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +67,7 @@ def store_fingerprint(ds: xr.Dataset, region_size: int) -> str:
         "chunks": list(_chunk_yx(ds)),
         "region_size": region_size,
     }
-    return hashlib.sha256(json.dumps(doc, sort_keys=True).encode()).hexdigest()[:16]
+    return fingerprint(doc)
 
 
 def _progress_array(path: Path, mode: str = "r+") -> Any:

@@ -19,15 +19,13 @@ from typing import Any, Literal
 
 import numpy as np
 
+from clearcube.bands import DN_PER_REFLECTANCE
 from clearcube.pipeline.dates import choose_tile_dates, first_clear
 from clearcube.pipeline.mosaic import MosaicStore
 from clearcube.pipeline.provenance import provenance_layers
 from clearcube.pipeline.tiles import Tile
 
 Sampler = Literal["ddim", "ddpm"]
-
-#: Sentinel-2 digital numbers per unit of reflectance (the products' ``QUANTIFICATION_VALUE``).
-DN_PER_REFLECTANCE = 10000.0
 
 
 @dataclass(frozen=True)

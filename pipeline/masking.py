@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
-from clearcube.catalogs.bands import S2_BANDS, SCL_CLOUD_CLASSES
+from clearcube.bands import S2_BANDS, SCL_CLOUD_CLASSES
 from clearcube.errors import BadInputError
 
 if TYPE_CHECKING:

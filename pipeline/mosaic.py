@@ -27,7 +27,6 @@ one tile at a time.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 from collections.abc import Callable, Iterator, Mapping
@@ -42,15 +41,9 @@ from clearcube.errors import BadInputError, ClearcubeError
 from clearcube.pipeline.blend import Taper, accumulate, weighted
 from clearcube.pipeline.tiles import Tile, TilePlan
 
-__all__ = ["MosaicSpec", "MosaicStore", "fill_mosaic", "fingerprint", "open_mosaic"]
+__all__ = ["MosaicSpec", "MosaicStore", "open_mosaic"]
 
 _ATTR = "clearcube:mosaic"
-
-
-def fingerprint(run_args: Mapping[str, Any]) -> str:
-    """A short stable hash of the run arguments (JSON with sorted keys; non-JSON values as str)."""
-    text = json.dumps(dict(run_args), sort_keys=True, default=str, separators=(",", ":"))
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 @dataclass(frozen=True)

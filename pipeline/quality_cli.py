@@ -47,7 +47,7 @@ def cog_seam_scores(path: Path, *, tile: int, overlap: int) -> dict[str, float]:
     """
     import rasterio
 
-    from clearcube.catalogs.bands import S2_RESOLUTION
+    from clearcube.bands import S2_RESOLUTION
     from clearcube.errors import BadInputError
     from clearcube.pipeline.seams import seam_score
     from clearcube.pipeline.tiles import plan_tiles
@@ -82,7 +82,7 @@ def seams_command(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps({k: round(v, 4) for k, v in scores.items()}, indent=2))
         return 0
-    from clearcube.catalogs.bands import S2_RESOLUTION
+    from clearcube.bands import S2_RESOLUTION
 
     for name, value in scores.items():
         coarse = S2_RESOLUTION.get(name, 10) != 10

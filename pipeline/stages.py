@@ -14,11 +14,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from clearcube import CUBE_MASK_ATTR, __version__
-from clearcube.catalogs.bands import L2A_MISSING, S1_BANDS, S2_BANDS
+from clearcube.bands import DN_PER_REFLECTANCE, L2A_MISSING, S1_BANDS, S2_BANDS
 from clearcube.errors import BadInputError
+from clearcube.fingerprint import fingerprint
 from clearcube.pipeline.dates import MAX_CANDIDATES, DateSelection, middle_date, select_dates
-from clearcube.pipeline.inference import DN_PER_REFLECTANCE, TileJob, TileOutcome, infer_tile
-from clearcube.pipeline.mosaic import MosaicSpec, MosaicStore, fingerprint, open_mosaic
+from clearcube.pipeline.inference import TileJob, TileOutcome, infer_tile
+from clearcube.pipeline.mosaic import MosaicSpec, MosaicStore, open_mosaic
 from clearcube.pipeline.provenance import PROVENANCE, ProvenanceView, fractions
 from clearcube.pipeline.scheduling import run_bounded
 from clearcube.pipeline.tiles import plan_tiles

@@ -4,7 +4,8 @@
     CLEARCUBE_TEST_DATA=../shared/data python scripts/compare-realism.py
 
 The real side is the SEN12MS-CR patch of the shared data (not an evaluation set), its clear
-pixels chosen by s2cloudless; the simulated side is generator seed 1's clearest date. Printed:
+pixels chosen by s2cloudless; the simulated side is generator seed 1's clearest date, as drawn and as reworked by
+``clearcube.model.data.simulated.REALISM`` (what training sees). Printed:
 per-band reflectance mean and spatial std, 10 m roughness (mean |horizontal neighbour
 difference| / std), SAR level and spread, and the SAR-NIR correlation. model/README.md records
 the figures and what they say about the simulator.
@@ -17,9 +18,9 @@ import os
 import numpy as np
 import rasterio
 
-from clearcube.catalogs.bands import S2_BANDS
+from clearcube.bands import S2_BANDS
 from clearcube.model.data.clouds import s2cloudless_cloud
-from clearcube.model.data.simulated import simulated_cube
+from clearcube.model.data.simulated import REALISM, simulated_cube
 
 root = os.path.join(os.environ["CLEARCUBE_TEST_DATA"], "sen12mscr-patch") + "/"
 with rasterio.open(root + "ROIs1868_summer_s2_cloudy_19_p30.tif") as f:
@@ -28,12 +29,6 @@ with rasterio.open(root + "ROIs1868_summer_s1_19_p30.tif") as f:
     s1r = f.read().astype(np.float32)
 cl = s2cloudless_cloud(s2r[None].astype(np.uint16), S2_BANDS)[0]
 clear_r = ~cl
-cube = simulated_cube(1, size=240)
-frac = cube.cloud.mean(("y", "x")).values
-t = int(np.argmin(frac))
-s2s = cube.s2.values[t].astype(np.float32)
-s1s = cube.s1.values[t]
-clear_s = ~cube.cloud.values[t]
 
 
 def stats(s2, s1, m, name):
@@ -60,4 +55,13 @@ def stats(s2, s1, m, name):
 
 
 stats(s2r, s1r, clear_r, "real SEN12MS-CR patch (ROIs1868 p30, clear pixels by s2cloudless)")
-stats(s2s, s1s, clear_s, f"simulated seed 1, clearest date {t}")
+for realism, label in ((None, "as the generator draws it"), (REALISM, "reworked by REALISM")):
+    cube = simulated_cube(1, size=240, realism=realism)
+    t = int(np.argmin(cube.cloud.mean(("y", "x")).values))
+    clear_s = ~cube.cloud.values[t]
+    stats(
+        cube.s2.values[t].astype(np.float32),
+        cube.s1.values[t],
+        clear_s,
+        f"simulated seed 1, clearest date {t}, {label}",
+    )

@@ -21,10 +21,18 @@ from typing import Any
 
 import numpy as np
 
-from clearcube.catalogs.bands import L2A_MISSING, S2_BANDS, S2_RESOLUTION
-from clearcube.catalogs.demo import clouds, sar, scene, stac
-from clearcube.catalogs.demo.writer import block_mean, block_sample, to_dn, write_cog, write_json
+from clearcube.bands import DN_PER_REFLECTANCE, L2A_MISSING, S2_BANDS, S2_RESOLUTION
+from clearcube.catalogs.demo import stac
+from clearcube.catalogs.demo.writer import block_sample, write_cog, write_json
 from clearcube.errors import BadInputError
+from clearcube.simulation import clouds, scene, world
+from clearcube.simulation.world import (
+    block_mean,
+    simulate_s1_date,
+    simulate_s2_date,
+    to_dn,
+    toa_to_boa,
+)
 
 log = logging.getLogger(__name__)
 
@@ -34,18 +42,12 @@ DEMO_EPSG = 32632
 DEMO_START = "2024-05-01"
 DEMO_END = "2024-07-31"
 #: A WGS84 ``(west, south, east, north)`` box about 500 m inside the default 1024 px region.
-DEMO_BBOX = (10.046, 45.026, 10.163, 45.109)
+DEMO_BBOX = world.DEMO_BBOX
 
-_FIRST_S2 = date(2024, 5, 2)
-_S2_TIME = (10, 15, 41)  # UTC: the descending morning pass over tile 32TNQ (relative orbit 22)
+_FIRST_S2 = world.FIRST_S2
 _S1_TIME = (17, 19, 32)  # UTC: the ascending evening pass
 _DUPLICATE_INDEX = 1  # this L1C acquisition is also published reprocessed (sequence 1)
 _SAR_MARGIN = 16  # 10 m pixels simulated around the region so reprojected SAR has no holes
-# Sentinel-2 path radiance and transmittance, B01..B12: a crude but monotone L1C -> L2A correction.
-_PATH = np.array(
-    [0.08, 0.06, 0.035, 0.02, 0.015, 0.01, 0.008, 0.006, 0.005, 0.003, 0, 0.002, 0.001]
-)
-_TRANS = np.array([0.85, 0.88, 0.92, 0.94, 0.95, 0.96, 0.96, 0.97, 0.97, 0.9, 1, 0.98, 0.98])
 
 
 @dataclass(frozen=True)
@@ -125,7 +127,7 @@ def _build(target: _Target, *, size: int, seed: int, n_dates: int) -> None:
     l2a: list[dict[str, Any]] = []
     for t in range(n_dates):
         day, moment, (azimuth, elevation), sky, toa = simulate_s2_date(land, t, seed, lon, lat)
-        common = {
+        common: dict[str, Any] = {
             "platform": "sentinel-2a" if t % 2 == 0 else "sentinel-2b",
             "moment": moment,
             "sun": (azimuth, elevation),
@@ -168,47 +170,6 @@ def _build(target: _Target, *, size: int, seed: int, n_dates: int) -> None:
     os.replace(done, target.work / "DONE")
 
 
-def toa_to_boa(toa: np.ndarray) -> np.ndarray:
-    """The demo's L1C -> L2A correction of ``(13, ...)`` reflectance: per band (toa - path) / trans."""
-    shape = (-1,) + (1,) * (toa.ndim - 1)
-    path = _PATH.reshape(shape).astype(np.float32)
-    return ((toa - path) / _TRANS.reshape(shape).astype(np.float32)).astype(np.float32)
-
-
-def simulate_s2_date(
-    land: scene.Landscape, t: int, seed: int, lon: float, lat: float
-) -> tuple[date, datetime, tuple[float, float], clouds.Sky, np.ndarray]:
-    """Simulate Sentinel-2 date ``t`` over ``land``: top-of-atmosphere reflectance and its sky.
-
-    Returns ``(day, moment, (sun azimuth, elevation), sky, toa (13, n, n) float32)``; the sky
-    holds the true cloud/shadow labels. Shared by the catalog writer and the training data.
-    """
-    day = _FIRST_S2 + timedelta(days=10 * t)
-    moment = datetime(day.year, day.month, day.day, *_S2_TIME, tzinfo=UTC)
-    azimuth, elevation = stac.solar_position(moment, lon, lat)
-    rng = np.random.default_rng([seed, 1, t])
-    sky = clouds.make_sky(
-        rng,
-        land.cover.shape[0],
-        cloud_fraction=clouds.CLOUD_SCHEDULE[t % len(clouds.CLOUD_SCHEDULE)],
-        cirrus=(t % len(clouds.CLOUD_SCHEDULE)) in clouds.CIRRUS_DATES,
-        sun=clouds.SunGeometry(azimuth, elevation),
-        cloud_height_m=float(rng.uniform(1200.0, 2500.0)),
-    )
-    toa = clouds.apply_sky(scene.surface_reflectance(land, day, rng), sky)
-    return day, moment, (azimuth, elevation), sky, toa
-
-
-def simulate_s1_date(land: scene.Landscape, t: int, seed: int) -> tuple[date, np.ndarray]:
-    """Simulate the Sentinel-1 acquisition paired with S2 date ``t``: ``(day, dB (2, n, n))``."""
-    day = _FIRST_S2 + timedelta(days=10 * t + (1 if t % 2 == 0 else -1))
-    rng = np.random.default_rng([seed, 3, t])
-    mean = sar.mean_backscatter_db(
-        land, day, moisture=float(rng.uniform()), wind=float(rng.uniform())
-    )
-    return day, sar.add_speckle(mean, rng)
-
-
 def _write_s2(
     target: _Target,
     collection: str,
@@ -236,7 +197,9 @@ def _write_s2(
         if res == 10:
             pixels = np.ascontiguousarray(dn[b, : grid.size, : grid.size])
         else:
-            pixels = to_dn(block_mean(dn[b].astype(np.float32) / 10000.0, res // 10, grid.size))
+            pixels = to_dn(
+                block_mean(dn[b].astype(np.float32) / DN_PER_REFLECTANCE, res // 10, grid.size)
+            )
         path, href = target.file(collection, item_id, stac.s2_asset_key(band))
         write_cog(path, pixels, crs=crs, transform=raster.transform, nodata=0, resampling="average")
         assets[stac.s2_asset_key(band)] = stac.band_asset(href, band, raster)

@@ -7,13 +7,12 @@ byte-identical on every run.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from clearcube.catalogs.bands import EARTH_SEARCH_ASSETS, S2_RESOLUTION
+from clearcube.bands import EARTH_SEARCH_ASSETS, S2_RESOLUTION
 
 COG_TYPE = "image/tiff; application=geotiff; profile=cloud-optimized"
 EXTENSIONS = (
@@ -279,19 +278,3 @@ def s2_asset_key(band: str) -> str:
 def _polygon(bbox: tuple[float, float, float, float]) -> dict[str, Any]:
     w, s, e, n = (round(v, 7) for v in bbox)
     return {"type": "Polygon", "coordinates": [[[w, s], [e, s], [e, n], [w, n], [w, s]]]}
-
-
-def solar_position(moment: datetime, lon: float, lat: float) -> tuple[float, float]:
-    """Approximate sun ``(azimuth, elevation)`` in degrees (good to about a degree)."""
-    doy = moment.timetuple().tm_yday
-    decl = math.radians(23.44) * math.sin(2 * math.pi * (284 + doy) / 365)
-    hours = moment.hour + moment.minute / 60 + moment.second / 3600 + lon / 15
-    hour_angle = math.radians((hours - 12.0) * 15.0)
-    phi = math.radians(lat)
-    sin_el = math.sin(phi) * math.sin(decl) + math.cos(phi) * math.cos(decl) * math.cos(hour_angle)
-    elevation = math.asin(sin_el)
-    cos_az = (math.sin(decl) - sin_el * math.sin(phi)) / (math.cos(elevation) * math.cos(phi))
-    azimuth = math.degrees(math.acos(max(-1.0, min(1.0, cos_az))))
-    if hour_angle > 0:
-        azimuth = 360.0 - azimuth
-    return round(azimuth, 3), round(math.degrees(elevation), 3)

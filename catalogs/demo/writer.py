@@ -15,27 +15,10 @@ import numpy as np
 _COG_OPTIONS = {"compress": "ZSTD", "level": 1, "blocksize": 256, "bigtiff": "NO"}
 
 
-def block_mean(canvas: np.ndarray, factor: int, size: int) -> np.ndarray:
-    """Average ``factor`` × ``factor`` blocks of the last two axes of a 10 m canvas.
-
-    Returns ``ceil(size / factor)`` pixels per side, so a coarse grid covers the whole 10 m grid
-    (the canvas must be at least that many whole blocks wide).
-    """
-    m = math.ceil(size / factor)
-    cut = canvas[..., : m * factor, : m * factor]
-    shape = (*cut.shape[:-2], m, factor, m, factor)
-    return cut.reshape(shape).mean(axis=(-3, -1), dtype=np.float32)
-
-
 def block_sample(canvas: np.ndarray, factor: int, size: int) -> np.ndarray:
     """Nearest-neighbour downsampling (the upper-left 10 m pixel of each block), for classes."""
     m = math.ceil(size / factor)
     return canvas[..., : m * factor : factor, : m * factor : factor]
-
-
-def to_dn(reflectance: np.ndarray) -> np.ndarray:
-    """Reflectance to Sentinel-2 digital numbers (× 10000), kept off the nodata value 0."""
-    return np.clip(np.rint(reflectance * 10000.0), 1, 65535).astype(np.uint16)
 
 
 def write_cog(

@@ -7,7 +7,7 @@ from typing import Any, Final
 
 import numpy as np
 
-from clearcube.catalogs.bands import S2_BANDS
+from clearcube.bands import DN_PER_REFLECTANCE, S2_BANDS
 
 S2CLOUDLESS_SETTINGS: Final[dict[str, float]] = {
     "threshold": 0.4,
@@ -51,6 +51,8 @@ def s2cloudless_cloud(dn: np.ndarray, bands: tuple[str, ...] = S2_BANDS) -> np.n
         dn = np.take(dn, [bands.index(b) for b in S2_BANDS], axis=-3)
     single = dn.ndim == 3
     stack = dn[None] if single else dn
-    refl = np.moveaxis(np.clip(stack.astype(np.float32), 0, 10000) / 10000.0, 1, -1)
+    refl = np.moveaxis(
+        np.clip(stack.astype(np.float32), 0, DN_PER_REFLECTANCE) / DN_PER_REFLECTANCE, 1, -1
+    )
     cloud = _detector().get_cloud_masks(refl).astype(bool)
     return cloud[0] if single else cloud

@@ -6,7 +6,10 @@ s2cloudless. Dates whose cloud fraction (over the usable x range) is at most ``c
 are targets. Each sample is a random ``patch_size`` crop of one target date plus ``seq_len``
 other dates with their real clouds; with probability ``synthetic_prob`` the inputs are instead
 the target date itself under other dates' clouds (cloudy pixels take the other date's values),
-which gives exact ground truth under real cloud shapes. Sample ``i`` depends only on
+which gives exact ground truth under real cloud shapes. With probability ``sar_dropout`` a
+sample has no SAR at all (every SAR value at 0, the middle of the model's range, which is what
+the pipeline feeds where no date has a Sentinel-1 pair: optical-only catalogs), so one network
+fills with and without SAR. Sample ``i`` depends only on
 ``(seed, i)``: the dataset is deterministic and safe with several loader workers.
 """
 
@@ -40,6 +43,7 @@ class CubeDataset(Dataset[dict[str, torch.Tensor]]):
         x_range: tuple[float, float] = (0.0, 1.0),
         s2_bands: Sequence[str] | None = None,
         seed: int = 0,
+        sar_dropout: float = 0.0,
     ):
         """Prepare the cube.
 
@@ -54,6 +58,7 @@ class CubeDataset(Dataset[dict[str, torch.Tensor]]):
                 validate on disjoint pixels.
             s2_bands: bands to use, in order (default: the cube's ``band`` coordinate).
             seed: base of every random choice.
+            sar_dropout: probability of a sample without SAR (all SAR values 0).
         """
         import xarray as xr
 
@@ -100,6 +105,7 @@ class CubeDataset(Dataset[dict[str, torch.Tensor]]):
         self.synthetic_prob = synthetic_prob
         self.samples_per_date = samples_per_date
         self.seed = seed
+        self.sar_dropout = sar_dropout
 
     def __len__(self) -> int:
         return len(self.clear_dates) * self.samples_per_date
@@ -128,6 +134,9 @@ class CubeDataset(Dataset[dict[str, torch.Tensor]]):
         else:
             inputs_s2 = self.s2[(picked, slice(None), *window)]
             inputs_s1 = self.s1[(picked, slice(None), *window)]
+        if self.sar_dropout and rng.random() < self.sar_dropout:  # drawn last: keeps the rest
+            target_s1 = np.full_like(target_s1, np.nan)
+            inputs_s1 = np.full_like(inputs_s1, np.nan)
         return {
             "target_s2": torch.from_numpy(s2_to_model(target_s2)),
             "target_s1": torch.from_numpy(np.nan_to_num(s1_to_model(target_s1))),

@@ -10,7 +10,9 @@ from typing import Final, TypeVar
 import numpy as np
 import torch
 
-S2_RANGE: Final = (0.0, 10000.0)
+from clearcube.bands import DN_PER_REFLECTANCE
+
+S2_RANGE: Final = (0.0, DN_PER_REFLECTANCE)
 """Sentinel-2 L1C digital numbers (reflectance x 10000) kept before scaling."""
 S1_RANGE: Final = (-25.0, 0.0)
 """Sentinel-1 backscatter in dB kept before scaling."""

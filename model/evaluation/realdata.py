@@ -37,6 +37,7 @@ import numpy as np
 from scipy.ndimage import zoom
 
 from clearcube import BadInputError
+from clearcube.bands import DN_PER_REFLECTANCE
 from clearcube.model.evaluation.samples import EvalSample
 
 #: Array index of each date in REFERENCE_SCENES.npy, in date order.
@@ -196,7 +197,7 @@ def sen1floods11_samples(
     import rasterio
 
     with rasterio.open(root / SEN1FLOODS11_S2) as src:
-        s2 = np.clip(src.read().astype(np.float32) / 10000.0, 0.0, 1.0)
+        s2 = np.clip(src.read().astype(np.float32) / DN_PER_REFLECTANCE, 0.0, 1.0)
     with rasterio.open(root / SEN1FLOODS11_S1) as src:
         s1 = src.read().astype(np.float32)
     _, cloudy_pool = _pools(source)

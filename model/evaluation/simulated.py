@@ -17,6 +17,7 @@ from collections.abc import Iterator, Sequence
 
 import numpy as np
 
+from clearcube.bands import DN_PER_REFLECTANCE
 from clearcube.model.evaluation.samples import EvalSample, save_samples
 
 #: Landscapes for evaluation: disjoint from the training seeds (1-8) and validation (101, 102).
@@ -54,9 +55,11 @@ def simulated_samples(
                         win = (slice(y, y + patch), slice(x, x + patch))
                         yield EvalSample(
                             name=f"sim{seed}_t{target}_L{length}_y{y}_x{x}",
-                            inputs=s2[chosen][:, :, win[0], win[1]].astype(np.float32) / 1e4,
+                            inputs=s2[chosen][:, :, win[0], win[1]].astype(np.float32)
+                            / DN_PER_REFLECTANCE,
                             cloud=cloud[chosen][:, win[0], win[1]],
-                            target=s2[target][:, win[0], win[1]].astype(np.float32) / 1e4,
+                            target=s2[target][:, win[0], win[1]].astype(np.float32)
+                            / DN_PER_REFLECTANCE,
                             sar=s1[chosen][:, :, win[0], win[1]],
                             source=f"simulated-seed{seed}-{level}",
                             meta={

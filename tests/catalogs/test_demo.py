@@ -15,7 +15,7 @@ from rasterio.warp import Resampling, reproject, transform_bounds
 from rio_cogeo.cogeo import cog_validate
 from scipy.ndimage import binary_erosion
 
-from clearcube.catalogs.bands import EARTH_SEARCH_ASSETS, S2_BANDS, S2_RESOLUTION
+from clearcube.bands import EARTH_SEARCH_ASSETS, S2_BANDS, S2_RESOLUTION
 from clearcube.catalogs.demo import (
     DEMO_BBOX,
     DEMO_END,
@@ -25,8 +25,8 @@ from clearcube.catalogs.demo import (
     ensure_demo_catalog,
     generate_demo_region,
 )
-from clearcube.catalogs.demo.scene import demo_grid
 from clearcube.errors import BadInputError
+from clearcube.simulation.scene import demo_grid
 
 COLLECTIONS = ("sentinel-2-l1c", "sentinel-2-l2a", "sentinel-1-grd")
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from clearcube.catalogs.bands import S1_BANDS, S2_BANDS
+from clearcube.bands import S1_BANDS, S2_BANDS
 from clearcube.deploy.sizing import model_report, tile_memory
 
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from clearcube import BadInputError, CheckpointMismatchError
-from clearcube.catalogs.bands import S2_BANDS
+from clearcube.bands import S2_BANDS
 from clearcube.model.checkpoint import (
     checkpoint_sha256,
     default_checkpoint_path,

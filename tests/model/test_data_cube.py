@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 import xarray as xr
 
 from clearcube import BadInputError
-from clearcube.catalogs.bands import S1_BANDS, S2_BANDS
+from clearcube.bands import S1_BANDS, S2_BANDS
 from clearcube.model.data.cube_dataset import CubeDataset
 from clearcube.model.data.normalize import s2_to_model
 
@@ -94,3 +95,27 @@ def test_held_out_x_range_and_errors():
         CubeDataset(cube, patch_size=16, x_range=(0.8, 1.0))
     with pytest.raises(BadInputError, match="cloud fraction"):
         CubeDataset(cube.assign(cloud=cube["cloud"] | True), patch_size=8)
+
+
+def test_sar_dropout_blanks_the_sar_of_its_share_of_samples_and_keeps_the_rest():
+    cube = _cube()
+    common = {"seq_len": 3, "patch_size": 16, "samples_per_date": 100, "seed": 3}
+    plain = CubeDataset(cube, **common)
+    dropped = CubeDataset(cube, sar_dropout=0.25, **common)
+    blank = 0
+    for i in range(len(plain)):
+        a, b = plain[i], dropped[i]
+        for key in ("target_s2", "inputs_s2", "known"):
+            assert torch.equal(a[key], b[key]), key  # the draw comes last: nothing else moves
+        if torch.equal(b["inputs_s1"], a["inputs_s1"]):
+            assert torch.equal(b["target_s1"], a["target_s1"])
+        else:
+            # no SAR: 0 everywhere, the value the pipeline feeds where no date has an S1 pair
+            assert not b["inputs_s1"].any() and not b["target_s1"].any()
+            blank += 1
+    # 200 samples at p = 0.25: 50 expected, binomial std 6.1
+    assert 25 <= blank <= 75
+    assert all(
+        CubeDataset(cube, sar_dropout=1.0, **common)[i]["inputs_s1"].abs().sum() == 0
+        for i in range(5)
+    )

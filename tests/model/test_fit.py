@@ -11,7 +11,7 @@ import pytest
 import torch
 import xarray as xr
 
-from clearcube.catalogs.bands import S1_BANDS, S2_BANDS
+from clearcube.bands import S1_BANDS, S2_BANDS
 from clearcube.model.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
 from clearcube.model.config import DiffusionConfig, ModelConfig, UNetConfig
 from clearcube.model.data.cube_dataset import CubeDataset

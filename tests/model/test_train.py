@@ -9,7 +9,7 @@ import pytest
 import torch
 import xarray as xr
 
-from clearcube.catalogs.bands import S1_BANDS, S2_BANDS
+from clearcube.bands import S1_BANDS, S2_BANDS
 from clearcube.model.checkpoint import load_checkpoint, read_checkpoint
 from clearcube.model.config import ModelConfig, UNetConfig
 from clearcube.model.data.cube_dataset import CubeDataset
@@ -166,6 +166,8 @@ def test_train_config_round_trip_and_errors():
     with pytest.raises(ValueError, match="unknown key"):
         TrainConfig.from_dict({"data": {"pth": "x"}})
     assert dataclasses.replace(cfg, steps=3).steps == 3
+    with pytest.raises(ValueError, match="sar_dropout must be in"):
+        TrainConfig(model=TINY, data=DataConfig(path="x", sar_dropout=1.5))
 
 
 def test_validation_fills_score_the_model_beside_the_clear_mean_fill() -> None:

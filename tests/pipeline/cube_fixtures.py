@@ -19,7 +19,7 @@ import rasterio
 from pyproj import Transformer
 from rasterio.transform import from_origin
 
-from clearcube.catalogs.bands import EARTH_SEARCH_ASSETS, S2_BANDS, S2_RESOLUTION
+from clearcube.bands import EARTH_SEARCH_ASSETS, S2_BANDS, S2_RESOLUTION
 
 EPSG = 32633
 #: Top-left corner of the fixture scenes (UTM 33N, ~46° N 15° E); multiples of 60 m.

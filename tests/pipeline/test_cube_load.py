@@ -11,7 +11,7 @@ import pystac
 import pytest
 from pyproj import Transformer
 
-from clearcube.catalogs.bands import EARTH_SEARCH_ASSETS, S2_BANDS, S2_RESOLUTION
+from clearcube.bands import EARTH_SEARCH_ASSETS, S2_BANDS, S2_RESOLUTION
 from clearcube.errors import BadInputError
 from clearcube.pipeline.cube import load_cube
 from clearcube.pipeline.cube_load import group_by_solar_day

@@ -10,7 +10,7 @@ import pytest
 import rasterio
 import xarray as xr
 
-from clearcube.catalogs.bands import EARTH_SEARCH_ASSETS, S2_BANDS
+from clearcube.bands import EARTH_SEARCH_ASSETS, S2_BANDS
 from clearcube.errors import BadInputError
 from clearcube.pipeline.masking import (
     MaskConfig,

@@ -13,7 +13,7 @@ import pytest
 import rasterio
 from rio_cogeo.cogeo import cog_validate
 
-from clearcube.catalogs.bands import S2_BANDS
+from clearcube.bands import S2_BANDS
 from clearcube.pipeline.cog import COMPOSITE, quantise, write_mosaic_cogs
 from clearcube.pipeline.mosaic import MosaicSpec, fill_mosaic, fingerprint, open_mosaic
 from clearcube.pipeline.quicklook import write_quicklook

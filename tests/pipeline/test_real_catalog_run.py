@@ -23,7 +23,7 @@ from cube_fixtures import native_rowcol
 from rasterio.warp import transform_bounds
 from real_items import ORIGIN, find, localise, raw_items
 
-from clearcube.catalogs.bands import EARTH_SEARCH_ASSETS, L2A_MISSING, S2_BANDS
+from clearcube.bands import EARTH_SEARCH_ASSETS, L2A_MISSING, S2_BANDS
 from clearcube.catalogs.demo.stac import collection
 from clearcube.catalogs.server import serve_catalog
 

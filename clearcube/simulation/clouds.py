@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from clearcube.catalogs.demo.scene import fractal_noise
+from clearcube.simulation.scene import fractal_noise
 
 #: Labels of the ``truth_cloud`` asset.
 CLEAR, THICK, THIN, CIRRUS, SHADOW = 0, 1, 2, 3, 4

@@ -12,7 +12,7 @@ from datetime import date
 
 import numpy as np
 
-from clearcube.catalogs.demo.scene import (
+from clearcube.simulation.scene import (
     BARE,
     CROP,
     FOREST,

@@ -1,4 +1,4 @@
-"""Canonical Sentinel band names and how each catalog names the matching assets.
+"""Canonical Sentinel band names, the digital-number scale, and how catalogs name the assets.
 
 clearcube always speaks the canonical ESA band names (``B01`` ... ``B12``, ``B8A``; ``VV``/``VH``);
 a catalog profile maps them to its own asset keys. Earth Search v1 uses common names
@@ -16,6 +16,10 @@ S2_BANDS: Final[tuple[str, ...]] = (
     "B01", "B02", "B03", "B04", "B05", "B06", "B07",
     "B08", "B8A", "B09", "B10", "B11", "B12",
 )  # fmt: skip
+
+#: Sentinel-2 digital numbers per unit reflectance: clearcube's uint16 DN are reflectance × 10000
+#: on the pre-04.00 scale (catalogs/radiometry.py removes newer baselines' offset).
+DN_PER_REFLECTANCE: Final = 10000.0
 
 #: Native ground sampling distance in metres per Sentinel-2 band.
 S2_RESOLUTION: Final = MappingProxyType(
