@@ -35,7 +35,7 @@ def _rss() -> int:
 def demo(args: argparse.Namespace) -> None:
     """Time the demo end to end, split by stage."""
     from clearcube.catalogs.demo import DEMO_BBOX, DEMO_END, DEMO_START
-    from clearcube.pipeline.composite import composite
+    from clearcube.pipeline import composite
 
     with tempfile.TemporaryDirectory() as tmp:
         t0 = time.perf_counter()
@@ -54,7 +54,7 @@ def memory(args: argparse.Namespace) -> None:
     """Peak RSS per worker for regions of 1×, 4× and 16× the tiles."""
     from clearcube.catalogs.demo import DEMO_BBOX
     from clearcube.deploy.local import local_cluster
-    from clearcube.pipeline.composite import composite
+    from clearcube.pipeline import composite
 
     west, south = DEMO_BBOX[0] + 0.005, DEMO_BBOX[1] + 0.005
     for factor in (1, 2, 4):
@@ -99,7 +99,7 @@ def malloc(args: argparse.Namespace) -> None:
     """Inference seconds with distributed's and with clearcube's malloc settings, alternated."""
     import clearcube.deploy.config as config
     from clearcube.catalogs.demo import DEMO_BBOX
-    from clearcube.pipeline.composite import composite
+    from clearcube.pipeline import composite
 
     shipped = config.dask_config
     variants = {

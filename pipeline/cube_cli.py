@@ -69,7 +69,7 @@ def run(args: argparse.Namespace) -> int:
         skip_bad_assets=args.skip_bad_assets,
         requester_pays=args.requester_pays,
     )
-    from clearcube.pipeline.composite import output_lock
+    from clearcube.pipeline.outdir import output_lock
 
     lock = args.out.parent / f".{args.out.name}.lock"  # beside the store: it holds only Zarr
     with (

@@ -33,7 +33,7 @@ import numpy as np
 import pystac
 import xarray as xr
 
-from clearcube.bands import S1_BANDS, S2_BANDS
+from clearcube.bands import EARTH_SEARCH_ASSETS, S1_BANDS, S2_BANDS
 from clearcube.catalogs.radiometry import S1Units, s1_conversion, s2_conversion
 from clearcube.catalogs.records import SceneSet, s1_acquisitions
 from clearcube.errors import BadInputError
@@ -287,8 +287,6 @@ def load_scenes(
     Every slice of each paired Sentinel-1 acquisition is loaded (and mosaicked), with the asset
     names and SAR units of the scenes' catalog profile.
     """
-    from clearcube.bands import EARTH_SEARCH_ASSETS
-
     profile = scenes.profile
     assets = profile.assets if profile is not None else EARTH_SEARCH_ASSETS
     return load_cube(
@@ -534,3 +532,29 @@ def _source_fingerprint(
         "chunks": chunks,
     }
     return fingerprint(doc)
+
+
+def warn_missing_sar(scenes: SceneSet, *, with_s1: bool) -> None:
+    """Say (a warning) when Sentinel-2 dates have no Sentinel-1 pair: the model sees less.
+
+    A date without a pair takes the mean SAR of the dates that have one; with no SAR at all the
+    model fills from the optical dates alone (the demo model is trained for that too: SAR
+    dropout), less faithfully where SAR would show what the clouds hide.
+    """
+    missing = sum(1 for s in scenes.s2 if scenes.pairs.get(s.id) is None)
+    if not missing:
+        return
+    if missing == len(scenes.s2):
+        why = "--no-s1 was given" if not with_s1 else "none within 3 days of any date"
+        log.warning(
+            "no Sentinel-2 date has Sentinel-1 (%s); cloudy pixels are filled without SAR, "
+            "less faithfully (--profile planetary-computer has calibrated SAR)",
+            why,
+        )
+    else:
+        log.warning(
+            "%d of %d Sentinel-2 dates have no Sentinel-1 within 3 days; they take the other "
+            "dates' mean SAR",
+            missing,
+            len(scenes.s2),
+        )

@@ -225,3 +225,16 @@ def open_cube(path: str | os.PathLike[str]) -> xr.Dataset:
             ds = ds.set_coords(name)
     small = {c: ds[c].compute() for c in ds.coords if c not in ds.dims and "y" not in ds[c].dims}
     return ds.assign_coords(small)
+
+
+def append_variables(path: Path, ds: xr.Dataset, **kwargs: Any) -> None:
+    """Add ``ds``'s variables to the cube store at ``path``, keeping its root attributes.
+
+    xarray's ``to_zarr(mode="a")`` replaces the root attributes with ``ds.attrs``, which would
+    drop the cube's fingerprint, completeness flag and mask record.
+    """
+    import zarr
+
+    attrs = dict(zarr.open_group(path, mode="r").attrs)
+    ds.to_zarr(path, mode="a", zarr_format=3, consolidated=False, **kwargs)
+    zarr.open_group(path, mode="r+").attrs.update(attrs)

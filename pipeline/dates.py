@@ -14,11 +14,16 @@ one. Two levels:
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
 from clearcube.errors import BadInputError
+from clearcube.pipeline.cube_store import open_cube
+
+log = logging.getLogger(__name__)
 
 #: The most candidate dates a composite masks and lets its tiles choose from (nearest first).
 MAX_CANDIDATES = 12
@@ -141,3 +146,47 @@ def first_clear(known: np.ndarray) -> np.ndarray:
     out = known.copy()
     out[1:] &= ~earlier[:-1]
     return out
+
+
+def choose_dates(
+    cube_path: Path,
+    *,
+    start: str,
+    end: str,
+    target: str | None,
+    fuse: int,
+    clear: np.ndarray | None = None,
+) -> DateSelection:
+    """The candidate dates of a stored cube the tiles choose from, nearest the target first.
+
+    At most ``max(fuse, MAX_CANDIDATES)``; each tile fuses up to ``fuse`` of them. Without
+    measured ``clear`` fractions the catalog's ``eo:cloud_cover`` ranks the dates, so only the
+    candidates need the (slow) cloud detector.
+
+    Args:
+        cube_path: the Zarr cube.
+        start: first day of the period (the default target is its middle, with ``end``).
+        end: last day of the period.
+        target: the composite's date, or None for the middle of the period.
+        fuse: L, the most dates a tile fuses.
+        clear: measured clear fraction per date, when known.
+
+    Raises:
+        BadInputError: the cube is empty.
+    """
+    cube = open_cube(cube_path)
+    if cube.sizes["time"] == 0 or cube.sizes["y"] == 0 or cube.sizes["x"] == 0:
+        raise BadInputError(f"the cube at {cube_path} is empty; widen the bbox or the dates")
+    if clear is None:
+        cover = np.asarray(cube["cloud_cover"].values, dtype=float)
+        clear = np.where(np.isfinite(cover), 1.0 - cover / 100.0, 0.5)
+    when = target or str(middle_date(start, end))
+    selection = select_dates(
+        cube["time"].values, clear, length=max(fuse, MAX_CANDIDATES), target=when
+    )
+    log.info(
+        "candidate dates (each tile fuses up to %d): %s",
+        fuse,
+        ", ".join(str(d)[:10] for d in selection.dates),
+    )
+    return selection

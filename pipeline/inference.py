@@ -11,19 +11,29 @@ tile, worker or order produced it.
 from __future__ import annotations
 
 import functools
+import logging
 import os
 import time
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Literal
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 
 from clearcube.bands import DN_PER_REFLECTANCE
+from clearcube.deploy.local import require_gpu_slots
 from clearcube.pipeline.dates import choose_tile_dates, first_clear
 from clearcube.pipeline.mosaic import MosaicStore
 from clearcube.pipeline.provenance import provenance_layers
+from clearcube.pipeline.scheduling import run_bounded
 from clearcube.pipeline.tiles import Tile
+
+if TYPE_CHECKING:
+    from distributed import Client
+
+log = logging.getLogger(__name__)
 
 Sampler = Literal["ddim", "ddpm"]
 
@@ -246,3 +256,73 @@ def _worker_address() -> str:
         return str(get_worker().address)
     except (ImportError, ValueError):
         return ""
+
+
+def run_tiles(
+    client: Client,
+    cube: Path,
+    store: MosaicStore,
+    candidates: tuple[int, ...],
+    spec: ModelSpec,
+    *,
+    max_dates: int,
+    progress: Callable[[int, int], None],
+    max_in_flight: int | None = None,
+) -> dict[str, int]:
+    """Run one GPU-pinned task per pending tile of ``store``; return the tile counts.
+
+    Args:
+        client: the Dask client (its workers advertise ``GPU`` slots).
+        cube: the finished, masked Zarr cube.
+        store: the output mosaic store (finished tiles are skipped: resume).
+        candidates: the dates tiles choose from, nearest the target first.
+        spec: how to sample.
+        max_dates: L, the most dates a tile fuses.
+        progress: ``progress(done, total)`` over all tiles (resumed ones count as done).
+        max_in_flight: tasks submitted at once (default: 4 per GPU slot).
+
+    Returns:
+        ``{"total", "computed", "resumed", "without_clear"}``; ``without_clear`` is counted
+        from the store, so a resumed run reports every tile.
+    """
+    plan = store.spec.plan
+    pending = store.pending()
+    total = len(plan)
+    counts = {"total": total, "computed": 0, "resumed": total - len(pending), "without_clear": 0}
+    jobs = (
+        TileJob(str(cube), store, tile, candidates, spec, max_dates=max_dates) for tile in pending
+    )
+    progress(counts["resumed"], total)
+
+    def done(job: TileJob, outcome: TileOutcome) -> None:
+        counts["computed"] += 1
+        if outcome.clear_fraction == 0.0:
+            counts["without_clear"] += 1
+            log.warning(
+                "tile %s has no clear observation on any candidate date; filled from SAR by "
+                "the model",
+                job.tile.index,
+            )
+        log.debug(
+            "tile %s fused dates %s, generated %.1f %%",
+            job.tile.index,
+            outcome.dates,
+            100 * outcome.generated_fraction,
+        )
+        progress(counts["resumed"] + counts["computed"], total)
+
+    slots = require_gpu_slots(client)
+    stats = run_bounded(
+        client, infer_tile, jobs, on_result=done,
+        max_in_flight=max_in_flight or 4 * slots, resources={"GPU": 1},
+    )  # fmt: skip
+    recorded = store.clear_fractions()
+    if np.isfinite(recorded).all():
+        counts["without_clear"] = int(np.sum(recorded == 0.0))
+    log.info(
+        "inference: %d tiles in %.1f s on %d workers",
+        stats.completed,
+        stats.seconds,
+        len(stats.workers),
+    )
+    return counts

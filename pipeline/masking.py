@@ -19,6 +19,7 @@ from __future__ import annotations
 import functools
 import logging
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -31,6 +32,9 @@ if TYPE_CHECKING:
     import xarray as xr
 
 MaskMethod = Literal["s2cloudless", "scl", "asset"]
+
+#: Cube variable holding a provided mask asset (``method="asset"``).
+ASSET_VARIABLE = "cloud_asset"
 
 _log = logging.getLogger(__name__)
 
@@ -52,7 +56,7 @@ class MaskConfig:
     chunk y and x in multiples of it so that the result does not depend on the chunking."""
     scl_classes: tuple[int, ...] = field(default_factory=lambda: tuple(sorted(SCL_CLOUD_CLASSES)))
     """SCL route: the classes that count as cloud (shadow 3, medium 8, high 9, cirrus 10)."""
-    asset_variable: str = "cloud_asset"
+    asset_variable: str = ASSET_VARIABLE
     """Asset route: the cube variable (time, y, x) holding the provided mask."""
     asset_cloud_values: tuple[int, ...] = (1,)
     """Asset route: the values of that mask that mean cloud."""
@@ -66,6 +70,86 @@ class MaskConfig:
     min_sun_elevation: float = 15.0
     """s2cloudless route: below this sun elevation (degrees) shadows are not searched for (they
     are then over 11 km long for a 3 km cloud: too long to place, too slow to search; logged)."""
+
+
+@dataclass(frozen=True)
+class MaskRequest:
+    """Which masking route a run asks for: what the mask stage takes and records."""
+
+    method: MaskMethod = "s2cloudless"
+    """``s2cloudless`` (L1C, with cloud shadows), ``scl`` (L2A scene classes) or ``asset``."""
+    asset: str | None = None
+    """``asset``: the Sentinel-2 items' STAC asset key of a per-pixel class mask (e.g. the demo
+    catalog's ``truth_cloud``: 0 clear, 1 thick, 2 thin cloud, 3 cirrus, 4 shadow)."""
+    values: tuple[int, ...] = (1,)
+    """``asset``: the values of that mask that mean cloud (or shadow)."""
+
+    def check(self) -> None:
+        """Refuse an inconsistent request (one line naming the flag to fix).
+
+        Raises:
+            BadInputError: unknown method, an asset without ``asset``, or no values.
+        """
+        if self.method not in ("s2cloudless", "scl", "asset"):
+            raise BadInputError(
+                f"unknown mask {self.method!r}; pass --mask s2cloudless, scl or asset"
+            )
+        if self.method == "asset" and not self.asset:
+            raise BadInputError(
+                "--mask asset needs the items' mask asset key; pass --mask-asset KEY "
+                "(e.g. truth_cloud)"
+            )
+        if self.method != "asset" and self.asset:
+            raise BadInputError(
+                f"--mask-asset {self.asset} is only used with --mask asset; pass --mask asset"
+            )
+        if not self.values:
+            raise BadInputError(
+                "--mask-values is empty; pass the mask values that mean cloud, e.g. 1"
+            )
+
+    @property
+    def key(self) -> str:
+        """What a stored mask was made with; a date is masked again when it differs."""
+        if self.method == "s2cloudless":
+            return "s2cloudless+shadows"  # clouds, then their shadows (add_shadows)
+        if self.method != "asset":
+            return self.method
+        return f"asset:{self.asset}:{','.join(map(str, sorted(self.values)))}"
+
+    def cube_assets(self, scl_asset: str = "scl") -> dict[str, str] | None:
+        """The per-date rasters the route reads into the cube (loaded nearest: they are classes).
+
+        Args:
+            scl_asset: the catalog's asset key of the L2A scene classification.
+        """
+        if self.method == "scl":
+            return {"scl": scl_asset}
+        if self.method == "asset":
+            return {ASSET_VARIABLE: str(self.asset)}
+        return None
+
+    def config(self) -> MaskConfig:
+        """The :class:`MaskConfig` of this route (defaults otherwise)."""
+        return MaskConfig(asset_variable=ASSET_VARIABLE, asset_cloud_values=self.values)
+
+    def check_items(self, items: Sequence[Any]) -> None:
+        """Refuse the asset route when a Sentinel-2 item lacks the mask asset (before any write).
+
+        Raises:
+            BadInputError: naming the items without it and the assets they do share.
+        """
+        if self.method != "asset":
+            return
+        lacking = sorted(item.id for item in items if self.asset not in item.assets)
+        if lacking:
+            more = f" and {len(lacking) - 3} more" if len(lacking) > 3 else ""
+            offered = sorted(set.intersection(*(set(item.assets) for item in items)))
+            raise BadInputError(
+                f"mask asset {self.asset!r} is missing on {len(lacking)} of {len(items)} "
+                f"Sentinel-2 items ({', '.join(lacking[:3])}{more}); pass --mask-asset with one "
+                f"of {offered} or use --mask s2cloudless"
+            )
 
 
 @functools.lru_cache(maxsize=1)

@@ -32,16 +32,23 @@ import shutil
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import zarr
+from affine import Affine
 
 from clearcube.errors import BadInputError, ClearcubeError
+from clearcube.fingerprint import fingerprint
 from clearcube.pipeline.blend import Taper, accumulate, weighted
-from clearcube.pipeline.tiles import Tile, TilePlan
+from clearcube.pipeline.cube_store import open_cube
+from clearcube.pipeline.provenance import PROVENANCE
+from clearcube.pipeline.tiles import Tile, TilePlan, plan_tiles
 
-__all__ = ["MosaicSpec", "MosaicStore", "open_mosaic"]
+if TYPE_CHECKING:
+    from distributed import Client
+
+__all__ = ["MosaicSpec", "MosaicStore", "assemble_on", "open_mosaic", "spec_for_cube"]
 
 _ATTR = "clearcube:mosaic"
 
@@ -307,3 +314,48 @@ def fill_mosaic(
         if progress is not None:
             progress(i + 1, len(pending))
     return len(pending)
+
+
+def spec_for_cube(
+    cube_path: Path, *, tile: int, overlap: int, uncertainty: bool, run: Mapping[str, Any]
+) -> MosaicSpec:
+    """The output store's layout over a cube's grid.
+
+    Args:
+        cube_path: the Zarr cube (its grid, bands, CRS and transform).
+        tile: tile edge in pixels.
+        overlap: overlap between neighbouring tiles.
+        uncertainty: hold the spread of the samples too (K >= 2).
+        run: what makes the tiles' values (model settings, dates); its fingerprint guards resume.
+    """
+    cube = open_cube(cube_path)
+    # The cube stores the GDAL geotransform (c, a, b, f, d, e); the mosaic wants rasterio's order.
+    transform = tuple(Affine.from_gdal(*(float(v) for v in cube.attrs["transform"])))[:6]
+    products: tuple[str, ...] = ("composite", "provenance")
+    if uncertainty:
+        products += ("uncertainty",)
+    return MosaicSpec(
+        plan=plan_tiles(cube.sizes["y"], cube.sizes["x"], tile=tile, overlap=overlap),
+        bands=tuple(str(b) for b in cube["band"].values),
+        fingerprint=fingerprint(run),
+        products=products,
+        layers=(("provenance", len(PROVENANCE)),),
+        crs=str(cube.attrs.get("crs")),
+        transform=transform,  # type: ignore[arg-type]
+    )
+
+
+def assemble_on(client: Client, store: MosaicStore, progress: Callable[[int, int], None]) -> None:
+    """Assemble the output windows from the pre-weighted tiles, one Dask task per window."""
+    if store.complete:
+        return
+    windows = list(store.output_windows())
+    futures = client.map(_assemble_window, [store] * len(windows), windows, pure=False)
+    for i, future in enumerate(futures):
+        future.result()
+        progress(i + 1, len(windows))
+    store.mark_complete()
+
+
+def _assemble_window(store: MosaicStore, window: tuple[slice, slice]) -> None:
+    store.assemble_window(*window)

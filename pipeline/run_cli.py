@@ -98,7 +98,7 @@ def _run(args: argparse.Namespace, **where: Any) -> int:
 
     import distributed  # noqa: F401  (sets its loggers to INFO on import; quiet them below)
 
-    from clearcube.pipeline.composite import composite
+    from clearcube.pipeline import composite
 
     if args.verbose < 2:  # the cluster's start-up chatter hides the progress bars
         logging.getLogger("distributed").setLevel(logging.WARNING)

@@ -81,7 +81,7 @@ class RegionRuns:
 
     def run(self, out: Path, **kwargs: Any) -> Any:
         """``composite`` of :data:`REGION` into ``out`` (kwargs override :data:`RUN_ARGS`)."""
-        from clearcube.pipeline.composite import composite
+        from clearcube.pipeline import composite
 
         kwargs.setdefault("client", self.client)
         kwargs.setdefault("checkpoint", self.checkpoint)

@@ -158,19 +158,25 @@ def test_trained_model_leaves_no_visible_seams(
 def test_another_target_is_another_mosaic_even_with_the_same_candidates(reference_run: Any) -> None:
     """Tiles pick candidates nearest the target first, so the target changes the output: a
     store made for one target must not be resumed for another (same candidate set or not)."""
-    from dataclasses import replace
-
-    from clearcube.pipeline.composite import make_options
-    from clearcube.pipeline.stages import choose_dates, mosaic_spec
+    from clearcube.pipeline.dates import choose_dates
+    from clearcube.pipeline.mosaic import spec_for_cube
+    from clearcube.pipeline.options import make_options
+    from clearcube.pipeline.workflow import tile_run_record
 
     options = json.loads((reference_run.out_dir / "run.json").read_text())["options"]
     opts = make_options(options["bbox"], options["start"], options["end"], dates=2, tile=64,
                         overlap=16, steps=2)  # fmt: skip
     cube = reference_run.out_dir / "cube.zarr"
-    early = choose_dates(cube, replace(opts, target=options["start"]))
-    late = choose_dates(cube, replace(opts, target=options["end"]))
+    period = {"start": opts.start, "end": opts.end, "fuse": opts.dates}
+    early = choose_dates(cube, target=options["start"], **period)
+    late = choose_dates(cube, target=options["end"], **period)
     assert early.indices == late.indices and early.preference != late.preference
-    assert mosaic_spec(cube, opts, early).fingerprint != mosaic_spec(cube, opts, late).fingerprint
+
+    def spec(selection: Any) -> Any:
+        run = tile_run_record(opts, selection)
+        return spec_for_cube(cube, tile=64, overlap=16, uncertainty=False, run=run)
+
+    assert spec(early).fingerprint != spec(late).fingerprint
 
 
 def test_the_l2a_route_runs_end_to_end_with_the_bundled_l2a_checkpoint(

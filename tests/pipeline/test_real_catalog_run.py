@@ -81,7 +81,7 @@ def served(test_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Any:
 def test_a_served_real_catalog_composites_pixel_by_pixel(
     served: str, runs: Any, tmp_path: Path
 ) -> None:
-    from clearcube.pipeline.composite import composite
+    from clearcube.pipeline import composite
 
     x0, y0 = ORIGIN
     bbox = transform_bounds(

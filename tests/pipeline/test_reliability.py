@@ -125,7 +125,7 @@ def test_one_worker_gives_the_same_cog_as_two(
 _HOLD = """
 import sys, time
 from pathlib import Path
-from clearcube.pipeline.composite import output_lock
+from clearcube.pipeline.outdir import output_lock
 with output_lock(Path(sys.argv[1])):
     print("locked", flush=True)
     time.sleep(300)

@@ -1,0 +1,181 @@
+"""What defines a composite run: the frozen options, checked cheaply before any I/O.
+
+:func:`make_options` turns the flat keyword arguments of :func:`clearcube.pipeline.composite`
+(and the CLI flags) into :class:`CompositeOptions`, whose parts are what the stages take: the
+query (bbox, period, catalog), the :class:`~clearcube.pipeline.masking.MaskRequest`, the
+:class:`~clearcube.pipeline.inference.ModelSpec` and the tiling. :func:`run_record` is the run's
+identity as ``run.json`` stores it and a rerun compares it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from clearcube.bands import L2A_MISSING, S2_BANDS
+from clearcube.catalogs.search import validate_bbox, validate_dates
+from clearcube.errors import BadInputError, redact
+from clearcube.model.checkpoint import checkpoint_sha256, default_checkpoint_path
+from clearcube.pipeline.inference import ModelSpec
+from clearcube.pipeline.masking import MaskRequest
+
+#: The keyword arguments of :func:`make_options` that fill the :class:`ModelSpec`.
+MODEL_FIELDS = ("checkpoint", "sampler", "steps", "eta", "samples", "seed")
+#: ... and those that fill the :class:`MaskRequest` (``mask`` is its method).
+MASK_FIELDS = {"mask": "method", "mask_asset": "asset", "mask_values": "values"}
+
+
+@dataclass(frozen=True)
+class CompositeOptions:
+    """Everything that defines a composite run (:func:`run_record` is its identity)."""
+
+    bbox: tuple[float, float, float, float]
+    """W, S, E, N in WGS84 degrees."""
+    start: str
+    """First day of the period (ISO date)."""
+    end: str
+    """Last day of the period (ISO date)."""
+    model: ModelSpec
+    """How tiles are sampled: checkpoint (resolved to a path), sampler, steps, eta, K, seed."""
+    mask: MaskRequest = field(default_factory=MaskRequest)
+    """The cloud masking route."""
+    stac_url: str | None = None
+    """A STAC API; None: the embedded demo catalog (or ``profile``)."""
+    profile: str = "embedded"
+    """Catalog profile when ``stac_url`` is None: embedded, earth-search, planetary-computer."""
+    collections: tuple[str, ...] | None = None
+    """Collection names for a custom ``stac_url``: the Sentinel-2 one, then the Sentinel-1 one."""
+    max_cloud: float | None = None
+    """Drop scenes with more cloud cover (percent) than this."""
+    tile: int = 256
+    """Tile edge in pixels."""
+    overlap: int = 32
+    """Overlap between neighbouring tiles (stride = tile - overlap)."""
+    dates: int = 3
+    """L, how many dates SeqTIS fuses per tile."""
+    target: str | None = None
+    """The composite's date; None: the middle of the period."""
+    resolution: float = 10.0
+    """Output pixel size in metres."""
+    with_s1: bool = True
+    """Search and load Sentinel-1 (False: optical only; the model then sees no SAR)."""
+    skip_bad_assets: bool = False
+    """Probe every asset first and drop the dates (or SAR pairings) whose assets cannot be read."""
+    requester_pays: bool = False
+    """Read ``s3://`` assets of requester-pays buckets (Earth Search L1C), billed to the caller's
+    AWS account; without it they are refused before any read."""
+
+    @property
+    def level(self) -> str:
+        """Sentinel-2 processing level the masking route needs."""
+        return "L2A" if self.mask.method == "scl" else "L1C"
+
+    @property
+    def s2_bands(self) -> tuple[str, ...]:
+        """The Sentinel-2 bands the cube holds: all 13 for L1C, no B10 for L2A (the SCL route)."""
+        return tuple(b for b in S2_BANDS if not (self.level == "L2A" and b in L2A_MISSING))
+
+
+#: Every keyword :func:`make_options` accepts besides bbox, start and end.
+OPTION_NAMES = frozenset(
+    {f.name for f in dataclasses.fields(CompositeOptions)} - {"bbox", "start", "end", "model"}
+    | set(MODEL_FIELDS)
+    | set(MASK_FIELDS)
+)
+
+
+def make_options(bbox: Sequence[float], start: str, end: str, **kwargs: Any) -> CompositeOptions:
+    """Validate the arguments cheaply (before any I/O) and freeze them.
+
+    Raises:
+        BadInputError: an unknown option or a bad value, with the fix.
+    """
+    box = validate_bbox(bbox)
+    first, last = validate_dates(start, end)
+    unknown = sorted(set(kwargs) - OPTION_NAMES)
+    if unknown:
+        raise BadInputError(f"unknown composite option(s) {unknown}; known: {sorted(OPTION_NAMES)}")
+    _check_target(kwargs.get("target"), first, last, start, end)
+    mask_args = {MASK_FIELDS[k]: kwargs.pop(k) for k in list(kwargs) if k in MASK_FIELDS}
+    if mask_args.get("values") is not None:
+        mask_args["values"] = tuple(int(v) for v in mask_args["values"])
+    mask = MaskRequest(**{k: v for k, v in mask_args.items() if v is not None or k == "asset"})
+    mask.check()
+    model_args = {k: kwargs.pop(k) for k in list(kwargs) if k in MODEL_FIELDS}
+    checkpoint = model_args.get("checkpoint")
+    if checkpoint is None:
+        checkpoint = default_checkpoint_path("L2A" if mask.method == "scl" else "L1C")
+    if not Path(checkpoint).is_file():
+        raise BadInputError(f"checkpoint {checkpoint} does not exist; pass --checkpoint PATH")
+    model_args["checkpoint"] = str(Path(checkpoint).resolve())
+    model = ModelSpec(**model_args)
+    if kwargs.get("collections") is not None:
+        kwargs["collections"] = tuple(kwargs["collections"])
+    opts = CompositeOptions(
+        bbox=box, start=str(start), end=str(end), model=model, mask=mask, **kwargs
+    )
+    _check_tiling(opts)
+    return opts
+
+
+def _check_target(target: str | None, first: Any, last: Any, start: str, end: str) -> None:
+    if target is None:
+        return
+    try:
+        when, _ = validate_dates(target, target)
+    except BadInputError:
+        raise BadInputError(
+            f"--target {target!r} is not a date; use YYYY-MM-DD inside the period"
+        ) from None
+    if not first <= when <= last:
+        raise BadInputError(
+            f"--target {target} lies outside the period {start} .. {end}; "
+            "pass a date inside it or widen the period"
+        )
+
+
+def _check_tiling(opts: CompositeOptions) -> None:
+    if opts.tile < 16 or opts.tile % 16:
+        raise BadInputError(f"tile {opts.tile} must be a multiple of 16 (>= 16); pass --tile 256")
+    if not 0 <= opts.overlap < opts.tile:
+        raise BadInputError(
+            f"overlap {opts.overlap} must be in [0, tile={opts.tile}); pass e.g. --overlap "
+            f"{min(32, opts.tile // 4)}"
+        )
+    for name, value in (
+        ("steps", opts.model.steps),
+        ("samples", opts.model.samples),
+        ("dates", opts.dates),
+    ):
+        if value < 1:
+            raise BadInputError(f"{name} must be >= 1, got {value}")
+    if opts.model.sampler not in ("ddim", "ddpm"):
+        raise BadInputError(f"unknown sampler {opts.model.sampler!r}; pass --sampler ddim or ddpm")
+
+
+def run_record(opts: CompositeOptions) -> dict[str, Any]:
+    """The run's identity as ``run.json`` stores it and a rerun compares it (flat, JSON-ready).
+
+    The checkpoint is named by its hash (a moved file with the same content is the same run);
+    a signed STAC URL's query is a credential and never written down.
+    """
+    record: dict[str, Any] = {
+        f.name: getattr(opts, f.name)
+        for f in dataclasses.fields(opts)
+        if f.name not in ("model", "mask")
+    }
+    record.update({k: getattr(opts.model, k) for k in MODEL_FIELDS if k != "checkpoint"})
+    record["checkpoint_sha256"] = checkpoint_sha256(opts.model.checkpoint)
+    record["mask"] = opts.mask.method
+    if opts.mask.method == "asset":  # keeps runs made before the asset route existed resumable
+        record["mask_asset"] = opts.mask.asset
+        record["mask_values"] = list(opts.mask.values)
+    if record.get("stac_url"):
+        record["stac_url"] = redact(str(record["stac_url"]))
+    record["bbox"] = list(opts.bbox)
+    if opts.collections is not None:
+        record["collections"] = list(opts.collections)
+    return record

@@ -1,0 +1,137 @@
+"""The products of a finished mosaic: the COGs, the quicklook, the provenance report, the STAC item.
+
+Everything here streams from the stores window by window or at the quicklook's size, so the
+client's memory does not grow with the region.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pystac
+
+from clearcube.bands import DN_PER_REFLECTANCE
+from clearcube.pipeline.cog import write_mosaic_cogs
+from clearcube.pipeline.cube_store import open_cube
+from clearcube.pipeline.dates import DateSelection
+from clearcube.pipeline.mosaic import MosaicStore
+from clearcube.pipeline.provenance import PROVENANCE, ProvenanceView, fractions
+from clearcube.pipeline.quicklook import cloudiest_date, write_quicklook
+from clearcube.pipeline.stac_item import build_stac_item, write_stac_item
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Products:
+    """What :func:`write_products` wrote."""
+
+    composite: Path
+    """The cloud-free composite COG."""
+    provenance: Path
+    """Per-pixel provenance COG (1 observed, 2 fused, 3 generated, 0 nodata)."""
+    quicklook: Path
+    """True-colour PNG: the cloudiest input | the composite | the provenance."""
+    item_path: Path
+    """The STAC item (JSON)."""
+    item: pystac.Item
+    """The same item."""
+    uncertainty: Path | None = None
+    """Per-pixel spread over the samples (K >= 2), else None."""
+    provenance_report: dict[str, Any] = field(default_factory=dict)
+    """``{"overall": {observed, fused, generated}, "generated_per_tile": {"y0,x0": share}}``."""
+
+
+def write_products(
+    store: MosaicStore,
+    cube_path: Path,
+    selection: DateSelection,
+    out: Path,
+    *,
+    start: str,
+    end: str,
+    tags: dict[str, str],
+    progress: Callable[[str, int, int], None],
+) -> Products:
+    """Write the COGs, the quicklook and the STAC item of a finished mosaic into ``out``.
+
+    Args:
+        store: the complete mosaic store.
+        cube_path: the cube it was made from (the quicklook's "before" panel).
+        selection: the candidate dates (their cloudiest date with ground is shown).
+        out: the run's folder.
+        start: first day of the period (the item's datetime range).
+        end: last day of the period.
+        tags: provenance tags written into every COG and the item (``clearcube:<key>``).
+        progress: ``progress(stage, done, total)``.
+    """
+    cogs = write_mosaic_cogs(
+        store, out, tags=tags, progress=lambda p, done, total: progress(f"cog {p}", done, total)
+    )
+    ds = open_cube(cube_path)
+    chosen = list(selection.indices)
+    known = ~ds["cloud"].isel(time=chosen).values.astype(bool)
+    # the cloudiest candidate that still shows some ground: what the composite replaced
+    before = ds["s2"].isel(time=chosen[cloudiest_date(known, min_clear=0.05)]).astype("float32")
+    before = before / DN_PER_REFLECTANCE  # the store holds reflectance, the cube DN
+    classes = ProvenanceView(store.array("provenance"), store.array("composite"))
+    quicklook = write_quicklook(
+        before.values, store.array("composite"), list(store.spec.bands), out / "quicklook.png",
+        provenance=classes,
+    )  # fmt: skip
+    report = provenance_report(classes, store)
+    plan = store.spec.plan
+    assets = {k: v for k, v in cogs.items() if k in ("composite", "uncertainty", "provenance")}
+    item = build_stac_item(
+        item_id=f"clearcube-{out.name or 'composite'}",
+        crs=store.spec.crs,
+        transform=store.spec.transform,
+        shape=(plan.height, plan.width),
+        start=start,
+        end=end,
+        target=selection.target,
+        assets={**assets, "quicklook": quicklook},
+        band_names=list(store.spec.bands),
+        properties={f"clearcube:{k}": v for k, v in tags.items()},
+    )
+    return Products(
+        composite=cogs["composite"],
+        provenance=cogs["provenance"],
+        uncertainty=cogs.get("uncertainty"),
+        quicklook=quicklook,
+        item_path=write_stac_item(item, out / "item.json"),
+        item=item,
+        provenance_report=report,
+    )
+
+
+def provenance_report(classes: ProvenanceView, store: MosaicStore) -> dict[str, Any]:
+    """Shares of observed / fused / generated pixels, overall and per tile (``"y0,x0"``).
+
+    The overall shares come from the output windows (each pixel once); a tile's share of
+    generated pixels from its whole window (overlaps included).
+    """
+    counts = dict.fromkeys(PROVENANCE, 0.0)
+    for rows, cols in store.output_windows():
+        window = classes[0, rows, cols][0]
+        valid = float(np.sum(np.isfinite(window)))
+        for name, share in fractions(window).items():
+            counts[name] += share * valid
+    pixels = max(sum(counts.values()), 1.0)
+    overall = {name: round(v / pixels, 4) for name, v in counts.items()}
+    per_tile = {
+        f"{tile.y0},{tile.x0}": round(
+            fractions(classes[0, tile.window[0], tile.window[1]][0])["generated"], 4
+        )
+        for tile in store.spec.plan
+    }
+    log.info(
+        "provenance: %.1f %% observed, %.1f %% fused, %.1f %% generated",
+        *(100 * overall[n] for n in PROVENANCE),
+    )
+    return {"overall": overall, "generated_per_tile": per_tile}
