@@ -208,3 +208,18 @@ def gpu_slots(client: Client) -> int:
     """
     workers = client.scheduler_info(n_workers=-1)["workers"].values()
     return int(sum(w.get("resources", {}).get(GPU_RESOURCE, 0) for w in workers))
+
+
+def require_gpu_slots(client: Client) -> int:
+    """:func:`gpu_slots`, refusing a cluster with no ``GPU`` slot at all (no tile could run).
+
+    Raises:
+        BadInputError: no worker advertises a GPU slot; says how to start one.
+    """
+    slots = gpu_slots(client)
+    if slots == 0:
+        raise BadInputError(
+            "no worker of the Dask cluster advertises a GPU slot, so no tile could run; start "
+            "workers with `dask worker ADDRESS --resources GPU=1` (see deploy/README.md)"
+        )
+    return slots

@@ -143,7 +143,12 @@ def sample_tile(
     (zero for one sample). Clear pixels come out as the mean of their clear observations
     (Eq. 26), whatever the model, taken from the DN themselves: the model's value range
     (reflectance clipped to [0, 1]) must not clip a bright clear pixel (snow, salt pans, SWIR).
+    A tile whose every pixel is clear on some date has nothing to generate: the network is
+    not run (nor loaded) and the result is exactly what the merge would give.
     """
+    clear_mean, seen = _clear_mean(s2, known)
+    if seen.all():
+        return clear_mean.astype(np.float32), np.zeros(clear_mean.shape, dtype=np.float32)
     import torch
 
     from clearcube.model.data.normalize import s1_to_model, s2_from_model, s2_to_model
@@ -152,7 +157,6 @@ def sample_tile(
 
     device = resolve_device(spec.device)
     net, cfg, _ = worker_model(spec.checkpoint, device)
-    clear_mean, seen = _clear_mean(s2, known)
     # The U-Net needs sides divisible by 2^(levels-1); a region smaller than a tile gives a
     # tile of any size, so pad (reflect the data, mark the padding unknown) and crop after.
     h, w = s2.shape[-2:]

@@ -11,8 +11,11 @@ from typing import Any
 from clearcube.catalogs.cli import add_query_arguments
 from clearcube.pipeline.cube_cli import add_read_arguments
 
-#: The demo's defaults: fast enough for 2 CPU cores in a few minutes, the whole demo region.
+#: The demo's defaults: fast enough for 2 CPU cores in a few minutes, the whole demo region,
+#: with K = 2 samples so it writes the uncertainty product (tiles with nothing to generate
+#: cost nothing either way).
 DEMO_STEPS = 10
+DEMO_SAMPLES = 2
 DEMO_OUT = Path("out/demo")
 
 
@@ -26,7 +29,7 @@ def register(subparsers: Any) -> None:
     add_query_arguments(run)
     run.add_argument("--out", type=Path, required=True, help="output folder (a rerun resumes)")
     add_read_arguments(run)
-    _model_flags(run, steps=50)
+    _model_flags(run, steps=50, samples=1)
     run.add_argument("--json", action="store_true", help="print the result as JSON")
     run.set_defaults(func=run_command)
 
@@ -36,17 +39,20 @@ def register(subparsers: Any) -> None:
         description="Generate (once) and serve the demo catalog, then run the pipeline on it.",
     )
     demo.add_argument("--out", type=Path, default=DEMO_OUT, help=f"output folder ({DEMO_OUT})")
-    _model_flags(demo, steps=DEMO_STEPS)
+    _model_flags(demo, steps=DEMO_STEPS, samples=DEMO_SAMPLES)
     demo.add_argument("--json", action="store_true", help="print the result as JSON")
     demo.set_defaults(func=demo_command)
 
 
-def _model_flags(p: argparse.ArgumentParser, *, steps: int) -> None:
+def _model_flags(p: argparse.ArgumentParser, *, steps: int, samples: int) -> None:
     p.add_argument("--scheduler", default=None, help="Dask scheduler address (default: local)")
     p.add_argument("--checkpoint", default=None, help="model checkpoint (default: bundled demo)")
     p.add_argument("--sampler", choices=("ddim", "ddpm"), default="ddim")
     p.add_argument("--steps", type=int, default=steps, help=f"reverse steps ({steps})")
-    p.add_argument("--samples", type=int, default=1, help="samples per tile (>= 2: uncertainty)")
+    p.add_argument(
+        "--samples", type=int, default=samples,
+        help=f"K, samples per tile ({samples}; >= 2 writes the uncertainty COG)",
+    )  # fmt: skip
     p.add_argument(
         "--dates", type=int, default=3, help="L, the most dates a tile fuses (3), nearest first"
     )
@@ -67,6 +73,10 @@ def _model_flags(p: argparse.ArgumentParser, *, steps: int) -> None:
     p.add_argument("--tile", type=int, default=256)
     p.add_argument("--overlap", type=int, default=32)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--keep-scratch", action="store_true",
+        help="keep the mosaic store's per-tile scratch (~1.3x the products) after the run",
+    )  # fmt: skip
 
 
 def run_command(args: argparse.Namespace) -> int:
@@ -120,6 +130,7 @@ def _run(args: argparse.Namespace, **where: Any) -> int:
             mask_asset=args.mask_asset,
             mask_values=args.mask_values,
             seed=args.seed,
+            keep_scratch=args.keep_scratch,
             **where,
         )
     if args.json:
@@ -148,6 +159,7 @@ def _run(args: argparse.Namespace, **where: Any) -> int:
         f"{tiles['without_clear']} without a clear pixel)"
     )
     print("timings      " + ", ".join(f"{k} {v:.1f}s" for k, v in result.timings.items()))
+    print(f"disk         {result.disk_bytes / 1e6:.1f} MB in {result.out_dir}")
     return 0
 
 

@@ -60,3 +60,21 @@ def test_pixels_no_date_covers_are_nodata_not_generated() -> None:
     np.testing.assert_array_equal(out["provenance"][:, 3], 0)  # no class: COG value 0
     np.testing.assert_array_equal(out["provenance"][0, 0], 1)  # observed
     np.testing.assert_array_equal(out["provenance"][2, 1:3], 1)  # generated
+
+
+def test_a_tile_seen_everywhere_is_the_clear_mean_without_running_the_network(
+    tmp_path: Path,
+) -> None:
+    """Nothing to generate: the merge (Eq. 26) alone, exactly, and the model is never loaded
+    (the checkpoint path does not exist, so loading it would raise)."""
+    rng = np.random.default_rng(2)
+    s2 = rng.integers(500, 4000, size=(3, 13, 16, 16)).astype(np.uint16)
+    s1 = np.full((3, 2, 16, 16), -10.0, dtype=np.float32)
+    known = np.zeros((3, 16, 16), dtype=bool)
+    known[0, :8] = True
+    known[1, 4:] = True  # every pixel clear on date 0 or 1 (rows 4-7 on both)
+    spec = ModelSpec(str(tmp_path / "absent.pt"), steps=2, samples=2)
+    composite, spread = sample_tile(s2, s1, known, Tile((0, 0), 0, 0, 16, 16), spec)
+    expected = (s2 * known[:, None]).sum(0) / known.sum(0)[None]
+    np.testing.assert_allclose(composite, expected, rtol=1e-6)
+    assert not spread.any()
