@@ -11,7 +11,7 @@ Loading lives in :mod:`clearcube.pipeline.cube_load`, storage in
 from __future__ import annotations
 
 from clearcube.pipeline.cube_grid import target_geobox
-from clearcube.pipeline.cube_load import DEFAULT_CHUNK, load_cube
+from clearcube.pipeline.cube_load import DEFAULT_CHUNK, load_cube, load_scenes
 from clearcube.pipeline.cube_store import DEFAULT_REGION, open_cube, plan_regions, write_cube
 from clearcube.pipeline.retry import RetryPolicy
 
@@ -20,6 +20,7 @@ __all__ = [
     "DEFAULT_REGION",
     "RetryPolicy",
     "load_cube",
+    "load_scenes",
     "open_cube",
     "plan_regions",
     "target_geobox",
