@@ -1,11 +1,11 @@
-"""clearcube.deploy.sizing: the formulas behind deploy/README.md's sizing section."""
+"""clearcube.model.sizing: the formulas behind deploy/README.md's sizing section."""
 
 from __future__ import annotations
 
 import numpy as np
 
 from clearcube.bands import S1_BANDS, S2_BANDS
-from clearcube.deploy.sizing import model_report, tile_memory
+from clearcube.model.sizing import model_report, tile_memory
 
 
 def test_tile_memory_matches_the_arrays_it_stands_for() -> None:

@@ -2,7 +2,7 @@
 
 The figures in ``deploy/README.md`` come from here. Run on the machine you are sizing::
 
-    python -m clearcube.deploy.sizing --preset paper --dates 8 --batch 1 4
+    python -m clearcube.model.sizing --preset paper --dates 8 --batch 1 4
 
 On CUDA it measures the peak GPU memory of one network call (``torch.cuda.max_memory_allocated``,
 fp32, no autograd); on the CPU it reports the estimate only.
