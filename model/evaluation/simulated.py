@@ -5,13 +5,14 @@ samples come from seeds 201 onward. For each clear date (the target) the L input
 other dates nearest in time, with their own simulated clouds, exactly as the pipeline's date
 selection fuses them; the target date is never among the inputs.
 
-    python -m clearcube.model.evaluation.simulated OUT_DIR   # writes .npz samples
+    python -m clearcube.model.evaluation.simulated OUT_DIR [--level L2A] [--no-sar]   # .npz
     clearcube evaluate --data OUT_DIR --methods least-cloudy,mosaicing,median,clear-mean,geomedian,model \
         --checkpoint model/checkpoints/demo.pt --lengths 3
 """
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from collections.abc import Iterator, Sequence
 
@@ -69,6 +70,24 @@ def simulated_samples(
                         )
 
 
-if __name__ == "__main__":  # python -m clearcube.model.evaluation.simulated OUT_DIR [L1C|L2A]
-    paths = save_samples(simulated_samples(level=(sys.argv[2:3] or ["L1C"])[0]), sys.argv[1])
-    print(f"wrote {len(paths)} samples to {sys.argv[1]}")
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m clearcube.model.evaluation.simulated OUT_DIR [--level L2A] [--no-sar]``."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("out", help="folder for the .npz samples")
+    parser.add_argument("--level", choices=("L1C", "L2A"), default="L1C")
+    parser.add_argument(
+        "--no-sar", action="store_true", help="drop the SAR: the optical-only case"
+    )
+    args = parser.parse_args(argv)
+    samples = simulated_samples(level=args.level)
+    if args.no_sar:
+        samples = (dataclasses.replace(s, sar=None) for s in samples)
+    paths = save_samples(samples, args.out)
+    print(f"wrote {len(paths)} samples to {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
