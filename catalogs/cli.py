@@ -14,7 +14,9 @@ from typing import Any
 
 from clearcube.catalogs.profiles import LEVELS, PROFILES
 from clearcube.catalogs.records import DEFAULT_PAIR_TOLERANCE, SceneSet
-from clearcube.errors import CatalogError
+from clearcube.catalogs.search import search
+from clearcube.catalogs.server import serve_catalog
+from clearcube.errors import BadInputError, CatalogError
 
 
 def add_query_arguments(p: argparse.ArgumentParser) -> None:
@@ -69,9 +71,6 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 def run_search(args: argparse.Namespace) -> int:
     """``clearcube search``: print the scenes as a table, or as JSON with ``--json``."""
-    from clearcube.catalogs.search import search
-    from clearcube.errors import BadInputError
-
     if not args.pair_days >= 0:
         raise BadInputError(
             f"--pair-days {args.pair_days:g} is negative; give the largest S2-S1 gap in days, "
@@ -155,7 +154,6 @@ def scene_table(scenes: SceneSet) -> str:
 
 def run_serve(args: argparse.Namespace) -> int:
     """``clearcube catalog serve DIR``: serve in the foreground, print the URL, stop on Ctrl-C."""
-    from clearcube.catalogs.server import serve_catalog
 
     def stop(signum: int, frame: FrameType | None) -> None:
         raise KeyboardInterrupt

@@ -23,6 +23,8 @@ from types import MappingProxyType
 from typing import Any, Literal, TypeVar
 
 import pystac
+import shapely.geometry
+from shapely.errors import GEOSException
 
 from clearcube.catalogs.profiles import CatalogProfile, Level
 
@@ -264,8 +266,6 @@ def _complementary(run: Sequence[_Scene]) -> list[_Scene]:
     ordered = sorted(run, key=lambda s: processing_key(s.item), reverse=True)
     if len(ordered) == 1:
         return ordered
-    import shapely.geometry
-    from shapely.errors import GEOSException
 
     kept = [ordered[0]]
     try:

@@ -25,6 +25,8 @@ from clearcube.catalogs.records import (
     build_scene_set,
     pair_nearest,
 )
+from clearcube.catalogs.server import serve_catalog
+from clearcube.catalogs.stac_api import fetch_items, open_api
 from clearcube.errors import BadInputError, CatalogError
 
 log = logging.getLogger(__name__)
@@ -177,8 +179,6 @@ def _cloud_or_inf(cloud: float | None) -> float:
 @contextmanager
 def embedded_api() -> Iterator[str]:
     """Serve the embedded demo catalog (generated on first use) for a ``with`` block."""
-    from clearcube.catalogs.server import serve_catalog
-
     try:
         from clearcube.catalogs.demo import ensure_demo_catalog
     except ModuleNotFoundError as exc:
@@ -206,8 +206,6 @@ class _Request:
 
 def _search_api(url: str, prof: CatalogProfile, req: _Request) -> SceneSet:
     """Search one API for the S2 (and S1) collections of ``prof`` and build the scene set."""
-    from clearcube.catalogs.stac_api import fetch_items, open_api
-
     client = open_api(url, timeout=req.timeout, collections=_wanted(prof, req))
     s2_collection = prof.s2_collection(req.level)
     s2 = fetch_items(

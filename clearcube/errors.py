@@ -6,6 +6,7 @@ Every message is one line that says what was wrong and what to do about it. The 
 
 from __future__ import annotations
 
+import logging
 import re
 
 
@@ -59,8 +60,6 @@ def install_log_redaction() -> None:
     Libraries below clearcube log the hrefs they fail on (odc-loader: "Failed to load URL"), so
     a filter on clearcube's own loggers is not enough; the record factory sees every record.
     """
-    import logging
-
     current = logging.getLogRecordFactory()
     if getattr(current, "clearcube_redacts", False):
         return

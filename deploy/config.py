@@ -15,6 +15,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Final
 
+import dask.config
+import distributed  # noqa: F401  # load its defaults first, or leaving the block drops them
 import yaml
 
 from clearcube import ClearcubeError
@@ -72,9 +74,6 @@ def clearcube_dask_config() -> Iterator[dict[str, Any]]:
     Clusters created inside the block (LocalCluster, SLURMCluster) pass the settings on to their
     worker processes; outside it Dask's previous configuration is restored.
     """
-    import dask.config
-    import distributed  # noqa: F401  # load its defaults first, or leaving the block drops them
-
     settings = flatten(dask_config())
     with dask.config.set(settings):
         yield settings

@@ -21,13 +21,13 @@ import contextlib
 import logging
 import os
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any, Final
+from typing import Any, Final
+
+from distributed import Client, LocalCluster
+from distributed.system import MEMORY_LIMIT  # respects cgroup limits in containers
 
 from clearcube import BadInputError, missing_dependency
 from clearcube.deploy.config import clearcube_dask_config
-
-if TYPE_CHECKING:
-    from distributed import Client
 
 log = logging.getLogger(__name__)
 
@@ -50,8 +50,6 @@ def visible_gpus() -> int:
 
 def default_cpu_workers(total_memory: int | None = None, cores: int | None = None) -> int:
     """Workers for a CPU cluster: one per core, but at least :data:`MIN_WORKER_MEMORY` each."""
-    from distributed.system import MEMORY_LIMIT  # respects cgroup limits in containers
-
     memory = MEMORY_LIMIT if total_memory is None else total_memory
     cores = (os.cpu_count() or 1) if cores is None else cores
     return max(1, min(cores, memory // MIN_WORKER_MEMORY))
@@ -96,7 +94,6 @@ def local_cluster(
             "gpu=True but no CUDA device is visible; check nvidia-smi and CUDA_VISIBLE_DEVICES, "
             "or pass gpu=False for a CPU cluster"
         )
-    from distributed import Client
 
     with (
         clearcube_dask_config(),
@@ -141,8 +138,6 @@ def _start_cluster(
         # LocalCUDACluster gives worker i the i-th device of CUDA_VISIBLE_DEVICES (or of all).
         cluster = LocalCUDACluster(n_workers=workers, host="127.0.0.1", **common)
     else:
-        from distributed import LocalCluster
-
         workers = default_cpu_workers() if n_workers is None else n_workers
         log.info(
             "local CPU cluster: %d worker processes x %d thread; each advertises GPU=1, meaning "
@@ -172,8 +167,6 @@ def connect(
         BadInputError: no Dask scheduler answers at the address within ``timeout`` seconds, or
             ``client`` is neither a Client, a string nor None.
     """
-    from distributed import Client
-
     if isinstance(client, Client):
         yield client
         return

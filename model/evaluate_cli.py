@@ -15,7 +15,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from clearcube import BadInputError
+from tqdm import tqdm
+
+from clearcube import BadInputError, __version__
 
 METHOD_NAMES = (
     "least-cloudy", "mosaicing", "median", "clear-mean", "geomedian", "model", "fitted",
@@ -131,6 +133,8 @@ def _method_names(args: argparse.Namespace) -> list[str]:
 
 
 def _methods(args: argparse.Namespace, samples: list[Any]) -> dict[str, Any]:
+    # The evaluation modules are imported here, not at the top, for CLI start-up: they pull
+    # scipy, Pillow and (model, fitted) torch; each method imports only what it needs.
     from clearcube.model.evaluation.runner import baseline_method
 
     names = _method_names(args)
@@ -159,6 +163,7 @@ def _methods(args: argparse.Namespace, samples: list[Any]) -> dict[str, Any]:
 
 
 def _samples(args: argparse.Namespace, lengths: tuple[int, ...]) -> tuple[list[Any], str]:
+    # Local for CLI start-up (see _methods); the real set also needs rasterio.
     from clearcube.model.evaluation.samples import load_samples
     from clearcube.model.evaluation.sen12mscrts import is_sen12mscrts, sen12mscrts_samples
 
@@ -183,9 +188,7 @@ def _samples(args: argparse.Namespace, lengths: tuple[int, ...]) -> tuple[list[A
 
 def run(args: argparse.Namespace) -> int:
     """Build or read the samples, run the methods, write the report (and docs); return 0."""
-    from tqdm import tqdm
-
-    from clearcube import __version__
+    # Local for CLI start-up (see _methods).
     from clearcube.model.evaluation.figures import example_grid, histograms
     from clearcube.model.evaluation.report import (
         markdown_table,

@@ -7,6 +7,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from tqdm import tqdm
+
 from clearcube import BadInputError
 
 
@@ -40,8 +42,7 @@ def register(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run the ``fit`` subcommand."""
-    from tqdm import tqdm
-
+    # Local for CLI start-up: torch, xarray and zarr.
     from clearcube.model.checkpoint import default_checkpoint_path
     from clearcube.model.fitting import fit
 

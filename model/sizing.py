@@ -17,7 +17,11 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
+import torch
+
 from clearcube.bands import S1_BANDS, S2_BANDS
+from clearcube.model.config import preset as get_preset
+from clearcube.model.unet import UNet, count_parameters
 
 FLOAT_BYTES = 4
 
@@ -57,11 +61,6 @@ def model_report(
         tile: tile side in pixels.
         device: ``"cuda"`` or ``"cpu"``; None picks CUDA when available.
     """
-    import torch
-
-    from clearcube.model.config import preset as get_preset
-    from clearcube.model.unet import UNet, count_parameters
-
     cfg = get_preset(preset).unet
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     net = UNet(cfg).to(device).eval()

@@ -7,7 +7,11 @@ import dataclasses
 from pathlib import Path
 from typing import Any
 
+import yaml
+from tqdm import tqdm
+
 from clearcube import BadInputError
+from clearcube.model.train_config import TrainConfig
 
 
 def register(subparsers: Any) -> None:
@@ -27,10 +31,6 @@ def register(subparsers: Any) -> None:
 
 def load_config(path: Path) -> Any:
     """Read a YAML run file into a TrainConfig; relative data paths are taken from its folder."""
-    import yaml
-
-    from clearcube.model.train_config import TrainConfig
-
     if not path.is_file():
         raise BadInputError(f"config file {path} does not exist")
     try:
@@ -56,9 +56,7 @@ def load_config(path: Path) -> Any:
 
 def run(args: argparse.Namespace) -> int:
     """Run the ``train`` subcommand."""
-    from tqdm import tqdm
-
-    from clearcube.model.train import train
+    from clearcube.model.train import train  # local for CLI start-up: torch
 
     cfg = load_config(args.config)
     overrides = {

@@ -14,7 +14,8 @@ from typing import Literal
 import torch
 from torch import Tensor, nn
 
-from clearcube.model import scaling
+from clearcube.model import diffusion, scaling, seqtis
+from clearcube.model import schedule as schedule_mod
 from clearcube.model.config import ModelConfig
 
 LossFn = Callable[[nn.Module, Mapping[str, Tensor], torch.Generator], dict[str, Tensor]]
@@ -28,9 +29,6 @@ def make_loss_fn(
 ) -> LossFn:
     """Loss of one batch: per-sample ``"loss"`` (B,) = Eq. 27 + ``temporal_weight`` x Eq. 28,
     with the parts (``loss_clean``, ``loss_cloudy``, ``mse_*``, ``vb_*``) beside it."""
-    from clearcube.model import schedule as schedule_mod
-    from clearcube.model import seqtis
-
     sched = schedule_mod.from_config(model_cfg.diffusion)
     d = model_cfg.diffusion
 
@@ -65,9 +63,6 @@ def make_loss_fn(
 def make_reconstruction_fn(model_cfg: ModelConfig, *, t_fraction: float = 0.25) -> LossFn:
     """Validation: the Eq. 28 loss at one fixed t (``t_fraction`` of the chain) with its one-step
     x̂_0 estimate as ``"pred_x0"`` (B, C, H, W): a cheap proxy of reconstruction quality."""
-    from clearcube.model import diffusion, seqtis
-    from clearcube.model import schedule as schedule_mod
-
     sched = schedule_mod.from_config(model_cfg.diffusion)
     d = model_cfg.diffusion
 
@@ -109,9 +104,7 @@ def _scaled(batch: Mapping[str, Tensor], model_cfg: ModelConfig) -> dict[str, Te
     return out
 
 
-def _inputs(batch: Mapping[str, Tensor]):  # -> seqtis.SeqTISInputs
-    from clearcube.model import seqtis
-
+def _inputs(batch: Mapping[str, Tensor]) -> seqtis.SeqTISInputs:
     return seqtis.SeqTISInputs(
         observed=batch["inputs_s2"], known=batch["known"].unsqueeze(2), sar=batch["inputs_s1"]
     )

@@ -11,9 +11,11 @@ Exit codes (DESIGN.md): 0 success, 2 bad input (one-line reason on stderr), 1 fa
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import logging
 import sys
+import traceback
 from collections.abc import Sequence
 
 from clearcube import BadInputError, ClearcubeError, __version__
@@ -93,8 +95,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("clearcube: interrupted; rerun the same command to resume", file=sys.stderr)
         return 130
     except Exception:  # a bug or an unforeseen library error: the traceback, minus any token
-        import traceback
-
         print(redact(traceback.format_exc()), file=sys.stderr, end="")
         return 1
 
@@ -105,8 +105,6 @@ def describe_os_error(exc: OSError, out: object = None) -> tuple[int, str]:
     A full disk is a failure (1); a folder the user cannot write to is their input (2). The
     path is the error's own, else the command's ``--out``.
     """
-    import errno
-
     where = exc.filename or (f"--out {out}" if out is not None else "the output")
     text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
     if exc.errno == errno.ENOSPC or "No space left" in text:

@@ -32,6 +32,11 @@ from pathlib import Path
 from typing import Any, Literal, Protocol
 
 import numpy as np
+import rasterio
+import rasterio.shutil
+import rio_cogeo.cogeo
+from affine import Affine
+from rasterio.crs import CRS
 
 from clearcube.bands import DN_PER_REFLECTANCE
 from clearcube.errors import BadInputError, ClearcubeError
@@ -131,12 +136,6 @@ def write_cog(
         BadInputError: when ``band_names`` does not match the bands of ``source``.
         ClearcubeError: when GDAL's output fails rio-cogeo validation.
     """
-    import rasterio
-    import rasterio.shutil
-    from affine import Affine
-    from rasterio.crs import CRS
-    from rio_cogeo.cogeo import cog_validate
-
     bands, height, width = source.shape
     if len(band_names) != bands:
         raise BadInputError(f"{len(band_names)} band names for {bands} bands; pass one per band")
@@ -182,7 +181,7 @@ def write_cog(
             bigtiff="IF_SAFER",
             num_threads="ALL_CPUS",
         )
-        valid, errors, _ = cog_validate(str(part), quiet=True)
+        valid, errors, _ = rio_cogeo.cogeo.cog_validate(str(part), quiet=True)
         if not valid:
             raise ClearcubeError(f"GDAL wrote an invalid COG for {path.name}: {'; '.join(errors)}")
         os.replace(part, path)

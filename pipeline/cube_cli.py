@@ -8,7 +8,13 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from tqdm import tqdm
+
+from clearcube.bands import EARTH_SEARCH_ASSETS, L2A_MISSING, S2_BANDS
+from clearcube.catalogs import search
 from clearcube.catalogs.cli import add_query_arguments
+from clearcube.errors import BadInputError
+from clearcube.pipeline.outdir import output_lock
 
 log = logging.getLogger(__name__)
 
@@ -44,11 +50,7 @@ def add_read_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Search, load and write the cube; return the exit code."""
-    from tqdm import tqdm
-
-    from clearcube.bands import EARTH_SEARCH_ASSETS, L2A_MISSING, S2_BANDS
-    from clearcube.catalogs import search
-    from clearcube.errors import BadInputError
+    # Local for CLI start-up: these pull xarray and odc-stac, which ``clearcube --help`` skips.
     from clearcube.pipeline.cube import DEFAULT_REGION, write_cube
     from clearcube.pipeline.cube_load import load_scenes
 
@@ -69,7 +71,6 @@ def run(args: argparse.Namespace) -> int:
         skip_bad_assets=args.skip_bad_assets,
         requester_pays=args.requester_pays,
     )
-    from clearcube.pipeline.outdir import output_lock
 
     lock = args.out.parent / f".{args.out.name}.lock"  # beside the store: it holds only Zarr
     with (

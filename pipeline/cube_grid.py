@@ -8,6 +8,8 @@ from collections.abc import Sequence
 from typing import Any
 
 import pystac
+from odc.geo.geobox import GeoBox
+from odc.geo.geom import BoundingBox
 
 from clearcube.errors import BadInputError
 
@@ -52,9 +54,6 @@ def default_crs(items: Sequence[pystac.Item], bbox: BBox) -> str:
 
 def target_geobox(bbox: BBox, crs: str, resolution: float) -> Any:
     """The cube grid: ``bbox`` (WGS84) in ``crs``, corners rounded outward to the resolution."""
-    from odc.geo.geobox import GeoBox
-    from odc.geo.geom import BoundingBox
-
     if not resolution > 0:
         raise BadInputError(f"resolution must be > 0 metres, got {resolution}")
     box = BoundingBox(*bbox, crs="EPSG:4326").to_crs(crs)

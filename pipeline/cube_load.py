@@ -29,7 +29,9 @@ from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import dask.array as da
 import numpy as np
+import odc.stac
 import pystac
 import xarray as xr
 
@@ -425,8 +427,6 @@ def _odc_load(
     index: Mapping[str, AssetRef] | None = None,
     gdal_env: Mapping[str, str] | None = None,
 ) -> xr.Dataset:
-    import odc.stac
-
     items = [item for group in groups for item in group]
     if index is None:
         index = asset_index(items, keys)
@@ -457,8 +457,6 @@ def _s1_aligned(
     gdal_env: Mapping[str, str],
 ) -> xr.DataArray:
     """S1 on the S2 time axis: date k holds S1 date ``pairs[k]``, NaN when unpaired."""
-    import dask.array as da
-
     names = [p for p in S1_BANDS if p in s1_assets]
     shape = (like.sizes["time"], len(names), like.sizes["y"], like.sizes["x"])
     chunk = (1, len(names), chunks, chunks)

@@ -18,6 +18,8 @@ from pathlib import Path
 from typing import Any
 
 import xarray as xr
+import zarr
+from dask.base import tokenize
 
 from clearcube.errors import BadInputError
 from clearcube.fingerprint import fingerprint
@@ -57,8 +59,6 @@ def store_fingerprint(ds: xr.Dataset, region_size: int) -> str:
     """Identify the inputs and the store layout; a resume must match it exactly."""
     source = ds.attrs.get("clearcube_fingerprint")
     if source is None:  # a cube not made by load_cube: fall back on dask's content token
-        from dask.base import tokenize
-
         source = tokenize(ds)
     doc = {
         "source": source,
@@ -71,14 +71,10 @@ def store_fingerprint(ds: xr.Dataset, region_size: int) -> str:
 
 
 def _progress_array(path: Path, mode: str = "r+") -> Any:
-    import zarr
-
     return zarr.open_array(str(path / PROGRESS_ARRAY), mode=mode, zarr_format=3)
 
 
 def _create_progress(path: Path, n_regions: int) -> None:
-    import zarr
-
     zarr.create_array(
         str(path / PROGRESS_ARRAY), shape=(n_regions,), chunks=(1,), dtype="uint8",
         fill_value=0, dimension_names=["clearcube_region"], zarr_format=3,
@@ -91,8 +87,6 @@ def _read_progress(path: Path) -> list[bool]:
 
 
 def _root_attrs(path: Path) -> dict[str, Any]:
-    import zarr
-
     return dict(zarr.open_group(str(path), mode="r", zarr_format=3).attrs)
 
 
@@ -196,8 +190,6 @@ def _spatial_part(ds: xr.Dataset) -> xr.Dataset:
 
 
 def _mark_complete(path: Path) -> None:
-    import zarr
-
     group = zarr.open_group(str(path), mode="r+", zarr_format=3)
     group.attrs[COMPLETE_ATTR] = True
 
@@ -233,8 +225,6 @@ def append_variables(path: Path, ds: xr.Dataset, **kwargs: Any) -> None:
     xarray's ``to_zarr(mode="a")`` replaces the root attributes with ``ds.attrs``, which would
     drop the cube's fingerprint, completeness flag and mask record.
     """
-    import zarr
-
     attrs = dict(zarr.open_group(path, mode="r").attrs)
     ds.to_zarr(path, mode="a", zarr_format=3, consolidated=False, **kwargs)
     zarr.open_group(path, mode="r+").attrs.update(attrs)

@@ -21,9 +21,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
+import torch
+import zarr
 
 from clearcube.bands import DN_PER_REFLECTANCE
 from clearcube.deploy.local import require_gpu_slots
+from clearcube.model.checkpoint import load_checkpoint
+from clearcube.model.data.normalize import s1_to_model, s2_from_model, s2_to_model
+from clearcube.model.fill import fill_gaps
+from clearcube.model.noise import CoordinateNoise
 from clearcube.pipeline.dates import choose_tile_dates, first_clear
 from clearcube.pipeline.mosaic import MosaicStore
 from clearcube.pipeline.provenance import provenance_layers
@@ -104,8 +110,6 @@ def read_tile_inputs(
         ``s2 (L, 13, h, w)`` uint16 DN, ``s1 (L, 2, h, w)`` float32 dB (NaN: no SAR),
         ``known (L, h, w)`` bool (True = clear and observed).
     """
-    import zarr
-
     group = zarr.open_group(cube_path, mode="r")
     index = np.asarray(dates, dtype=np.int64)
     rows, cols = tile.window
@@ -119,8 +123,6 @@ def read_tile_inputs(
 @functools.lru_cache(maxsize=2)
 def worker_model(checkpoint: str, device: str) -> tuple[Any, Any, str]:
     """Load the network once per worker process (and per device): ``(net, cfg, sha256)``."""
-    from clearcube.model.checkpoint import load_checkpoint
-
     net, cfg, meta = load_checkpoint(checkpoint, device=device)
     return net, cfg, meta["sha256"]
 
@@ -129,8 +131,6 @@ def resolve_device(device: str) -> str:
     """``"auto"`` -> the worker's CUDA device if it has one, else ``"cpu"``."""
     if device != "auto":
         return device
-    import torch
-
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
@@ -149,11 +149,6 @@ def sample_tile(
     clear_mean, seen = _clear_mean(s2, known)
     if seen.all():
         return clear_mean.astype(np.float32), np.zeros(clear_mean.shape, dtype=np.float32)
-    import torch
-
-    from clearcube.model.data.normalize import s1_to_model, s2_from_model, s2_to_model
-    from clearcube.model.fill import fill_gaps
-    from clearcube.model.noise import CoordinateNoise
 
     device = resolve_device(spec.device)
     net, cfg, _ = worker_model(spec.checkpoint, device)
@@ -214,8 +209,6 @@ def infer_tile(job: TileJob) -> TileOutcome:
     start = time.perf_counter()
     torch_threads = os.environ.get("CLEARCUBE_TORCH_THREADS")
     if torch_threads:
-        import torch
-
         torch.set_num_threads(int(torch_threads))
     s2, s1, known = read_tile_inputs(job.cube, job.tile, job.dates)
     covered = np.any(np.all(s2 > 0, axis=1), axis=0)

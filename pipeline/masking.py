@@ -21,15 +21,14 @@ import logging
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
+import dask.array as da
 import numpy as np
+import xarray as xr
 
 from clearcube.bands import S2_BANDS, SCL_CLOUD_CLASSES
 from clearcube.errors import BadInputError
-
-if TYPE_CHECKING:
-    import xarray as xr
 
 MaskMethod = Literal["s2cloudless", "scl", "asset"]
 
@@ -154,6 +153,7 @@ class MaskRequest:
 
 @functools.lru_cache(maxsize=1)
 def _detector() -> Any:
+    # Local: s2cloudless takes ~0.6 s to import (LightGBM, sentinelhub); only this method needs it.
     from s2cloudless import S2PixelCloudDetector  # a core dependency; loads its model lazily
 
     return S2PixelCloudDetector(all_bands=True)
@@ -219,7 +219,7 @@ def cloud_from_probability(
     Returns:
         ``(T, H, W)`` bool, True = cloud.
     """
-    import cv2
+    import cv2  # local, like s2cloudless (see _detector); cv2 comes with it
     from s2cloudless.utils import cv2_disk
 
     # The steps of S2PixelCloudDetector.get_mask_from_prob, which fails without averaging.
@@ -238,7 +238,7 @@ def cloud_from_probability(
 
 def _dilate(mask: np.ndarray, radius: int) -> np.ndarray:
     """``(h, w)`` bool mask grown by a disk of ``radius`` pixels (s2cloudless's disk)."""
-    import cv2
+    import cv2  # local, like s2cloudless (see _detector)
     from s2cloudless.utils import cv2_disk
 
     return cv2.dilate(mask.astype(np.uint8), cv2_disk(radius)).astype(bool)
@@ -287,8 +287,6 @@ def mask_clouds(
         reference: the shadow test's per-pixel B08 reference (:func:`nir_reference` of the
             whole cube); computed from ``cube`` when None (pass it when masking one date).
     """
-    import xarray as xr
-
     cfg = cfg or MaskConfig()
     if method == "s2cloudless":
         cloud = _mask_s2cloudless_xr(cube, cfg)
@@ -318,8 +316,6 @@ def mask_clouds(
 
 
 def _mask_s2cloudless_xr(cube: xr.Dataset, cfg: MaskConfig) -> xr.DataArray:
-    import xarray as xr
-
     s2 = cube["s2"]
     missing = [b for b in S2_BANDS if b not in s2["band"].values]
     if missing:
@@ -348,8 +344,6 @@ def _mask_s2cloudless_xr(cube: xr.Dataset, cfg: MaskConfig) -> xr.DataArray:
     if probability.chunks is None:
         cloud = post(np.asarray(data))
     else:
-        import dask.array as da
-
         # A pixel's mask depends on probabilities within average_over + dilation_size of it.
         halo = cfg.average_over + cfg.dilation_size
         cloud = da.map_overlap(
@@ -450,8 +444,6 @@ def add_shadows(
     dates without them keep their cloud mask as it is (logged). With dask the dates are computed
     in windows with a halo as wide as the longest shadow, so any region size works.
     """
-    import xarray as xr
-
     if "sun_azimuth" not in cube.coords or "sun_elevation" not in cube.coords:
         _log.warning("the cube has no sun angles (view:sun_* of the items); shadows not masked")
         return cloud
@@ -479,8 +471,6 @@ def add_shadows(
         offsets = shadow_offsets(az, el, pixel_m, cfg.cloud_heights_m)
         run = functools.partial(_cloud_and_shadow, offsets=offsets, darkness=cfg.shadow_darkness)
         if hasattr(clouds_t, "dask"):
-            import dask.array as da
-
             depth = 2 + max((max(abs(r), abs(c)) for r, c in offsets), default=0)
             clouds_t = clouds_t.persist()  # the halo re-reads it: do not recompute s2cloudless
             if depth >= min(clouds_t.shape):  # the halo spans the array: one window
@@ -493,12 +483,7 @@ def add_shadows(
                 out.append(da.map_overlap(run, *arrays, depth=depth, boundary="none", dtype=bool))
         else:
             out.append(run(np.asarray(clouds_t), np.asarray(nir_t), np.asarray(ref)))
-    if hasattr(out[0], "dask"):
-        import dask.array as da
-
-        data = da.stack(out)
-    else:
-        data = np.stack([np.asarray(o) for o in out])
+    data = da.stack(out) if hasattr(out[0], "dask") else np.stack([np.asarray(o) for o in out])
     return xr.DataArray(data, coords=cloud.coords, dims=cloud.dims)
 
 

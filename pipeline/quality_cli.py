@@ -24,6 +24,11 @@ from typing import Any
 
 import numpy as np
 
+from clearcube.bands import S2_RESOLUTION
+from clearcube.errors import BadInputError
+from clearcube.pipeline.seams import seam_score
+from clearcube.pipeline.tiles import plan_tiles
+
 
 def register(subparsers: Any) -> None:
     """Add ``seams``."""
@@ -45,12 +50,7 @@ def cog_seam_scores(path: Path, *, tile: int, overlap: int) -> dict[str, float]:
     Raises:
         BadInputError: ``path`` is not a readable raster, or the tile settings are invalid.
     """
-    import rasterio
-
-    from clearcube.bands import S2_RESOLUTION
-    from clearcube.errors import BadInputError
-    from clearcube.pipeline.seams import seam_score
-    from clearcube.pipeline.tiles import plan_tiles
+    import rasterio  # local for CLI start-up (GDAL bindings)
 
     if not 0 <= overlap < tile:
         raise BadInputError(f"--overlap {overlap} must be in [0, --tile {tile})")
@@ -82,7 +82,6 @@ def seams_command(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps({k: round(v, 4) for k, v in scores.items()}, indent=2))
         return 0
-    from clearcube.bands import S2_RESOLUTION
 
     for name, value in scores.items():
         coarse = S2_RESOLUTION.get(name, 10) != 10

@@ -16,8 +16,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from PIL import Image
 
 from clearcube.errors import BadInputError
+from clearcube.pipeline.provenance import PROVENANCE_COLOURS
 
 __all__ = ["TRUE_COLOUR", "cloudiest_date", "stretch", "true_colour", "write_quicklook"]
 
@@ -95,8 +97,6 @@ def write_quicklook(
             3 generated; :mod:`clearcube.pipeline.provenance`), drawn as a third panel in
             green / blue / orange.
     """
-    from PIL import Image
-
     if tuple(before.shape) != tuple(after.shape):
         raise BadInputError(f"before {before.shape} and after {after.shape} differ; pass one grid")
     after_rgb, limits = stretch(
@@ -106,8 +106,6 @@ def write_quicklook(
     gap = np.full((after_rgb.shape[0], 8, 3), 255, dtype=np.uint8)
     panels = [before_rgb, gap, after_rgb]
     if provenance is not None:
-        from clearcube.pipeline.provenance import PROVENANCE_COLOURS
-
         step = max(1, math.ceil(max(after.shape[-2:]) / max_size))
         classes = np.nan_to_num(np.asarray(provenance[:, ::step, ::step], dtype=np.float64)[0])
         panels += [gap, PROVENANCE_COLOURS[np.clip(classes, 0, 3).astype(np.intp)]]

@@ -26,6 +26,10 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 import pystac
+import rasterio
+import rasterio.errors
+from odc.loader._rio import RioDriver
+from rasterio.windows import from_bounds
 
 from clearcube.catalogs.radiometry import NO_CONVERSION, PixelConversion
 from clearcube.errors import AssetReadError, BadInputError, install_log_redaction, redact
@@ -94,8 +98,6 @@ class AssetRef:
 
 
 def _retryable() -> tuple[type[BaseException], ...]:
-    import rasterio.errors
-
     return (rasterio.errors.RasterioError, OSError)
 
 
@@ -194,8 +196,6 @@ class _RetryingReader:
         self._env = dict(gdal_env or {})
 
     def read(self, cfg: Any, dst_geobox: Any, *, dst: Any = None, selection: Any = None) -> Any:
-        import rasterio
-
         tries = 0
 
         def read() -> Any:
@@ -239,7 +239,6 @@ def retrying_driver(
             the driver to whichever worker reads.
     """
     env = read_env(policy, gdal_env)
-    from odc.loader._rio import RioDriver
 
     install_log_redaction()  # odc-loader logs failing hrefs, SAS tokens and all
 
@@ -275,8 +274,6 @@ def find_bad_assets(
     Used only with ``skip_bad_assets``: it costs one extra read of the region, which is the price
     of knowing before the (lazy) build which dates are unreadable.
     """
-    import rasterio
-    from rasterio.windows import from_bounds
 
     def probe(item: pystac.Item, key: str) -> tuple[str, str] | None:
         href = item.assets[key].get_absolute_href() or item.assets[key].href

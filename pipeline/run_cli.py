@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import argparse
 import json
+import logging
 import sys
 from pathlib import Path
 from typing import Any
+
+from tqdm import tqdm
 
 from clearcube.catalogs.cli import add_query_arguments
 from clearcube.pipeline.cube_cli import add_read_arguments
@@ -98,14 +101,14 @@ def run_command(args: argparse.Namespace) -> int:
 
 def demo_command(args: argparse.Namespace) -> int:
     """``clearcube demo``: the demo region with the bundled checkpoint."""
+    # Local for CLI start-up: the demo package pulls rasterio, scipy and the scene simulation.
     from clearcube.catalogs.demo import DEMO_BBOX, DEMO_END, DEMO_START
 
     return _run(args, bbox=DEMO_BBOX, start=DEMO_START, end=DEMO_END)
 
 
 def _run(args: argparse.Namespace, **where: Any) -> int:
-    import logging
-
+    # Local for CLI start-up: distributed, and composite's torch, xarray, zarr and odc-stac.
     import distributed  # noqa: F401  (sets its loggers to INFO on import; quiet them below)
 
     from clearcube.pipeline import composite
@@ -178,8 +181,6 @@ class _Bars:
             self.bar.close()
 
     def update(self, stage: str, done: int, total: int) -> None:
-        from tqdm import tqdm
-
         if stage != self.stage:
             if self.bar is not None:
                 self.bar.close()

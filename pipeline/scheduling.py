@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from dask.base import tokenize
+from distributed import as_completed
 
 J = TypeVar("J")
 R = TypeVar("R")
@@ -66,8 +67,6 @@ def run_bounded(
     Raises:
         Whatever a task raised after its retries, with the remaining tasks cancelled.
     """
-    from distributed import as_completed
-
     if max_in_flight < 1:
         raise ValueError(f"max_in_flight must be >= 1, got {max_in_flight}")
     stats = RunStats()

@@ -17,6 +17,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pystac
+from affine import Affine
+from pystac.extensions.eo import Band, EOExtension
+from pystac.extensions.projection import ProjectionExtension
+from rasterio.crs import CRS
+from rasterio.warp import transform_bounds, transform_geom
 
 from clearcube.errors import BadInputError
 
@@ -64,13 +70,6 @@ def build_stac_item(
         band_names: bands of the COG assets (``eo:bands``).
         properties: provenance, stored as ``clearcube:<key>`` (keys already prefixed are kept).
     """
-    import pystac
-    from affine import Affine
-    from pystac.extensions.eo import Band, EOExtension
-    from pystac.extensions.projection import ProjectionExtension
-    from rasterio.crs import CRS
-    from rasterio.warp import transform_bounds, transform_geom
-
     height, width = shape
     if height < 1 or width < 1:
         raise BadInputError(f"the grid is empty ({height} x {width}); nothing to describe")

@@ -20,6 +20,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from affine import Affine
+from rasterio.warp import Resampling, reproject, transform_bounds
 
 from clearcube.bands import DN_PER_REFLECTANCE, L2A_MISSING, S2_BANDS, S2_RESOLUTION
 from clearcube.catalogs.demo import stac
@@ -251,14 +253,11 @@ def _write_s1(
     t: int,
     seed: int,
 ) -> dict[str, Any]:
-    from rasterio.warp import Resampling, reproject
-
     day, db = simulate_s1_date(land_full, t, seed)
     moment = datetime(day.year, day.month, day.day, *_S1_TIME, tzinfo=UTC)
     m = _SAR_MARGIN * scene.PIXEL_M
     src_transform = (10.0, 0.0, grid.x0 - m, 0.0, -10.0, grid.y0 + m)
     raster = _s1_grid(footprint)
-    from affine import Affine
 
     orbit = 53_000 + round((day - date(2024, 1, 1)).days * 175 / 12)
     end = moment + timedelta(seconds=25)
@@ -350,7 +349,5 @@ def _crop_landscape(land: scene.Landscape, margin: int, n: int) -> scene.Landsca
 
 
 def _wgs84_bounds(grid: scene.Grid) -> tuple[float, float, float, float]:
-    from rasterio.warp import transform_bounds
-
     west, south, east, north = transform_bounds(f"EPSG:{grid.epsg}", "EPSG:4326", *grid.bounds())
     return (round(west, 7), round(south, 7), round(east, 7), round(north, 7))

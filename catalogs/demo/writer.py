@@ -9,6 +9,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import rasterio
+from affine import Affine
 
 # ZSTD level 1 with a predictor: 3x faster than GDAL's default level 9 for 6 % more bytes, and
 # twice as fast as DEFLATE; every GDAL >= 2.3 reads it.
@@ -31,9 +33,6 @@ def write_cog(
     resampling: str,
 ) -> None:
     """Write one single-band Cloud-Optimized GeoTIFF with internal overviews."""
-    import rasterio
-    from affine import Affine
-
     path.parent.mkdir(parents=True, exist_ok=True)
     predictor = 3 if array.dtype.kind == "f" else 2
     profile: dict[str, Any] = {

@@ -7,6 +7,7 @@ from typing import Any, Final
 
 import numpy as np
 
+from clearcube import BadInputError
 from clearcube.bands import DN_PER_REFLECTANCE, S2_BANDS
 
 S2CLOUDLESS_SETTINGS: Final[dict[str, float]] = {
@@ -19,6 +20,7 @@ S2CLOUDLESS_SETTINGS: Final[dict[str, float]] = {
 
 @functools.cache
 def _detector() -> Any:
+    # Local: s2cloudless takes ~0.6 s to import (LightGBM, sentinelhub); stored masks skip it.
     from s2cloudless import S2PixelCloudDetector
 
     s = S2CLOUDLESS_SETTINGS
@@ -43,8 +45,6 @@ def s2cloudless_cloud(dn: np.ndarray, bands: tuple[str, ...] = S2_BANDS) -> np.n
     if tuple(bands) != S2_BANDS:
         missing = sorted(set(S2_BANDS) - set(bands))
         if missing:
-            from clearcube import BadInputError
-
             raise BadInputError(
                 f"s2cloudless needs all 13 L1C bands; missing {missing}; load L1C with every band"
             )

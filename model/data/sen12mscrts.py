@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Final, Literal
 
 import numpy as np
+import rasterio
 import torch
 from torch.utils.data import Dataset
 
@@ -178,7 +179,5 @@ def pick_target_and_inputs(cloud_fraction: np.ndarray, seq_len: int) -> tuple[in
 
 
 def _read(path: Path) -> np.ndarray:
-    import rasterio
-
     with rasterio.open(path) as src:
         return src.read()

@@ -12,10 +12,14 @@ import zlib
 from typing import Any
 
 import numpy as np
+import torch
 
 from clearcube import BadInputError, ClearcubeError
+from clearcube.model.checkpoint import load_checkpoint
+from clearcube.model.data.normalize import s1_to_model
 from clearcube.model.evaluation.runner import Method
 from clearcube.model.evaluation.samples import EvalSample
+from clearcube.model.fill import fill_gaps
 
 _NEEDS = (
     "model evaluation needs a checkpoint (--checkpoint PATH) and the SeqTIS sampler "
@@ -49,8 +53,6 @@ def model_method(
     """
     if not checkpoint:
         raise BadInputError(f"{_NEEDS}; pass --checkpoint PATH or leave 'model' out of --methods")
-    from clearcube.model.checkpoint import load_checkpoint
-
     _sampler_module()
     net, cfg, _ = load_checkpoint(checkpoint, device=device)
 
@@ -70,11 +72,6 @@ def fill_sample(
     noise seeded from ``seed`` and the sample's name, so every method that fills a sample with
     a model draws the same noise for it.
     """
-    import torch
-
-    from clearcube.model.data.normalize import s1_to_model
-    from clearcube.model.fill import fill_gaps
-
     generator = torch.Generator(device=device).manual_seed(seed ^ zlib.crc32(sample.name.encode()))
     observed = torch.from_numpy(sample.inputs * 2.0 - 1.0)[None].to(device)  # (1, L, C, H, W)
     known = torch.from_numpy(~sample.cloud)[None, :, None].to(device)  # (1, L, 1, H, W)

@@ -34,6 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import rasterio
 from scipy.ndimage import zoom
 
 from clearcube import BadInputError
@@ -194,8 +195,6 @@ def sen1floods11_samples(
     rng: np.random.Generator,
 ) -> list[EvalSample]:
     """The Sen1Floods11 S1/S2 pair cut into tiles, under L real masks each (module docstring)."""
-    import rasterio
-
     with rasterio.open(root / SEN1FLOODS11_S2) as src:
         s2 = np.clip(src.read().astype(np.float32) / DN_PER_REFLECTANCE, 0.0, 1.0)
     with rasterio.open(root / SEN1FLOODS11_S1) as src:

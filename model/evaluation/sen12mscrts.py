@@ -30,6 +30,7 @@ def sen12mscrts_samples(
         lengths: input sequence lengths.
         split: ``"test"`` (the official test ROIs), ``"train"`` or ``"all"``.
     """
+    # Local: these pull torch; every ``clearcube evaluate`` calls is_sen12mscrts, baselines too.
     from clearcube.model.data.normalize import s1_from_model
     from clearcube.model.data.sen12mscrts import Sen12mscrtsDataset
 

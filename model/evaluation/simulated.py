@@ -12,6 +12,7 @@ selection fuses them; the target date is never among the inputs.
 
 from __future__ import annotations
 
+import argparse
 import dataclasses
 import sys
 from collections.abc import Iterator, Sequence
@@ -19,6 +20,7 @@ from collections.abc import Iterator, Sequence
 import numpy as np
 
 from clearcube.bands import DN_PER_REFLECTANCE
+from clearcube.model.data.simulated import simulated_cubes
 from clearcube.model.evaluation.samples import EvalSample, save_samples
 
 #: Landscapes for evaluation: disjoint from the training seeds (1-8) and validation (101, 102).
@@ -38,8 +40,6 @@ def simulated_samples(
 
     ``level`` ``"L2A"`` gives the demo catalog's surface reflectance (12 bands, no B10).
     """
-    from clearcube.model.data.simulated import simulated_cubes
-
     cubes = simulated_cubes(seeds, size=size, level=level)
     for seed, cube in zip(seeds, cubes, strict=True):
         cloud = cube["cloud"].values
@@ -72,14 +72,10 @@ def simulated_samples(
 
 def main(argv: Sequence[str] | None = None) -> int:
     """``python -m clearcube.model.evaluation.simulated OUT_DIR [--level L2A] [--no-sar]``."""
-    import argparse
-
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("out", help="folder for the .npz samples")
     parser.add_argument("--level", choices=("L1C", "L2A"), default="L1C")
-    parser.add_argument(
-        "--no-sar", action="store_true", help="drop the SAR: the optical-only case"
-    )
+    parser.add_argument("--no-sar", action="store_true", help="drop the SAR: the optical-only case")
     args = parser.parse_args(argv)
     samples = simulated_samples(level=args.level)
     if args.no_sar:
