@@ -23,7 +23,10 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from distributed import Client
 
 
 def _rss() -> int:
@@ -70,7 +73,7 @@ def memory(args: argparse.Namespace) -> None:
             stop = threading.Event()
 
             def sample(
-                client: Any = client, peaks: dict[str, int] = peaks, stop: threading.Event = stop
+                client: Client = client, peaks: dict[str, int] = peaks, stop: threading.Event = stop
             ) -> None:
                 while not stop.is_set():
                     try:

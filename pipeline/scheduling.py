@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from dask.base import tokenize
-from distributed import as_completed
+from distributed import Client, as_completed
 
 J = TypeVar("J")
 R = TypeVar("R")
@@ -41,7 +41,7 @@ class RunStats:
 
 
 def run_bounded(
-    client: Any,
+    client: Client,
     fn: Callable[[J], R],
     jobs: Iterable[J],
     *,

@@ -14,10 +14,13 @@ import shutil
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pytest
+
+if TYPE_CHECKING:
+    from distributed import Client
 
 #: A 113 × 114 px box (10 m) inside the demo region where the two fused dates are partly cloudy:
 #: about 27 % of the pixels are clear on both dates, 40 % on one, and 33 % on neither (the model
@@ -64,7 +67,7 @@ class RegionRuns:
 
     checkpoint: Path
     """The tiny untrained checkpoint."""
-    client: Any
+    client: Client
     """The session cluster's ``Client``."""
     tmp: pytest.TempPathFactory
     """Where new output folders go."""
