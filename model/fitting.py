@@ -210,6 +210,9 @@ def held_out_rmse(
 ) -> tuple[float, int]:
     """RMSE (reflectance) of SeqTIS fills over the pixels cloudy in every input of each sample.
 
+    Only pixels clear in the sample's target count (``target_known``, when the sample has it):
+    a target date may be up to ``clear_threshold`` cloudy, and its cloudy pixels are no truth.
+
     Returns:
         ``(rmse, pixels)``; NaN and 0 when no sample has such a pixel.
     """
@@ -218,6 +221,8 @@ def held_out_rmse(
     for i, sample in enumerate(samples):
         known = sample["known"]  # (L, H, W)
         gap = ~known.any(dim=0)
+        if "target_known" in sample:
+            gap &= sample["target_known"]
         if progress is not None:
             progress(i, len(samples))
         if not bool(gap.any()):

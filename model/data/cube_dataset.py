@@ -143,4 +143,7 @@ class CubeDataset(Dataset[dict[str, torch.Tensor]]):
             "inputs_s2": torch.from_numpy(s2_to_model(inputs_s2)),
             "inputs_s1": torch.from_numpy(np.nan_to_num(s1_to_model(inputs_s1))),
             "known": torch.from_numpy(~cloud),
+            # the target's own clear pixels: a target date may be up to clear_threshold cloudy,
+            # and a cloudy target pixel is no truth to score a fill against
+            "target_known": torch.from_numpy(~self.cloud[(target, *window)]),
         }

@@ -123,3 +123,30 @@ def test_an_eps_checkpoint_fits_on_eq_27_alone(tmp_path: Path) -> None:
     assert result.path.is_file()  # the missing parent folder was created
     extra = read_checkpoint(result.path)["extra"]
     assert extra["train_config"]["temporal_weight"] == 0.0
+
+
+def test_held_out_rmse_scores_only_pixels_the_target_itself_shows(base: Path) -> None:
+    """A target date may be a little cloudy; its cloudy pixels are no truth. Put an absurd
+    target value in gap pixels that the target marks cloudy: the score must not see it."""
+    from clearcube.model.fitting import held_out_rmse
+
+    net, cfg, _ = load_checkpoint(base)
+    ds = CubeDataset(_cube(), seq_len=2, patch_size=32, samples_per_date=1, seed=0)
+    sample = dict(ds[0])
+    gap = ~sample["known"].any(dim=0)
+    assert gap.any()
+    clean, n_clean = held_out_rmse(net, cfg, [sample], 2, 0, torch.device("cpu"))
+    spoiled = dict(sample)
+    target = spoiled["target_s2"].clone()
+    rows = torch.nonzero(gap)[:5]
+    target[:, rows[:, 0], rows[:, 1]] = 50.0  # far outside [-1, 1]
+    spoiled["target_s2"] = target
+    spoiled["target_known"] = sample["target_known"].clone()
+    spoiled["target_known"][rows[:, 0], rows[:, 1]] = False
+    score, n = held_out_rmse(net, cfg, [spoiled], 2, 0, torch.device("cpu"))
+    assert n == n_clean - len(rows)
+    assert math.isfinite(score) and score < 1.0  # the 50.0 pixels were left out
+    # without the target's mask (as before the fix) the absurd values would dominate
+    del spoiled["target_known"]
+    assert held_out_rmse(net, cfg, [spoiled], 2, 0, torch.device("cpu"))[0] > max(1.0, 2 * score)
+    assert clean < 1.0
