@@ -46,3 +46,39 @@ def test_pixels_hidden_in_every_input_never_reach_a_training_crop() -> None:
             values = item["target_s2"][:, hidden]
             assert torch.allclose(values, values[:, :1].expand_as(values))
     assert any(bool((data[i]["weight"] == 0).any()) for i in range(len(data)))
+
+
+def test_each_fold_is_filled_by_the_model_fitted_on_the_other_fold(tmp_path, monkeypatch) -> None:
+    """The wiring of the cross-fit: the model that fills a sample never trained on its fold.
+
+    ``train``, ``load_checkpoint`` and ``fill_sample`` are replaced by recorders: each fitted
+    "model" is the set of sample names its training data held, and a fill reports it.
+    """
+    from clearcube.model.checkpoint import save_checkpoint
+    from clearcube.model.config import preset
+    from clearcube.model.evaluation import fitted
+    from clearcube.model.unet import UNet
+
+    cfg = preset("cpu-tiny")
+    base = save_checkpoint(tmp_path / "base.pt", UNet(cfg.unet), cfg, step=0)
+    samples = [_sample(r, c, 10 * r + c) for r in (0, 64, 128) for c in (0, 64)]
+    trained_on: dict[str, frozenset[str]] = {}
+
+    def fake_train(train_cfg, datasets):
+        trained_on[train_cfg.out_dir] = datasets[0]  # the names the training data came from
+        return train_cfg.out_dir
+
+    monkeypatch.setattr(
+        fitted, "ClearPixels", lambda others, seed: frozenset(s.name for s in others)
+    )
+    monkeypatch.setattr(fitted, "train", fake_train)
+    monkeypatch.setattr(fitted, "load_checkpoint", lambda path, device: (trained_on[path], cfg, {}))
+    monkeypatch.setattr(fitted, "fill_sample", lambda net, cfg, sample, **kw: (sample.name, net))
+    run = fitted.fitted_method(str(base), samples, fit_steps=1)
+    assert len(trained_on) == 2
+    for sample in samples:
+        name, model = run(sample)
+        fold = tile_fold(sample)
+        assert name == sample.name and model
+        assert all(tile_fold(s) != fold for s in samples if s.name in model), sample.name
+        assert model == {s.name for s in samples if tile_fold(s) != fold}
