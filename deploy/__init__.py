@@ -1,2 +1,5 @@
-"""clearcube.deploy: Dask cluster definitions (docker/, kubernetes/, gateway/, slurm/, dask/) and
-the local-cluster helpers the pipeline uses (:mod:`clearcube.deploy.local`)."""
+"""clearcube.deploy: Dask cluster definitions and the local-cluster helpers.
+
+The definitions live in docker/, kubernetes/, gateway/, slurm/ and dask/; the helpers the
+pipeline uses are in :mod:`clearcube.deploy.local`.
+"""

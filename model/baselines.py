@@ -1,5 +1,7 @@
-"""Training-free cloud-removal baselines: the SeqDMs paper's (§4.3), a temporal median, the
-clear-mean fill and the per-pixel geometric median (the Digital Earth Australia composite).
+"""Training-free cloud-removal baselines.
+
+The SeqDMs paper's (§4.3), a temporal median, the clear-mean fill and the per-pixel geometric
+median (the Digital Earth Australia composite).
 
 Every baseline is a function ``(inputs, cloud) -> (C, H, W)`` of
 

@@ -195,7 +195,7 @@ def approx_standard_normal_cdf(x: Tensor) -> Tensor:
 def discretized_gaussian_log_likelihood(
     x: Tensor, *, means: Tensor, log_scales: Tensor, half_bin: float = 1.0 / 255.0
 ) -> Tensor:
-    """log p(x) of data in [-1, 1] discretised into bins of width 2·``half_bin`` (DDPM's L_0).
+    """Log-likelihood log p(x) of data in [-1, 1] discretised into bins of width 2·``half_bin`` (DDPM's L_0).
 
     The first and last bins extend to -∞ and +∞. Elementwise, in nats.
     """

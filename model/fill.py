@@ -44,7 +44,9 @@ def fill_gaps(
         known: (B, L, 1|C, H, W) bool, True = clear.
         sar: (B, L, Cs, H, W) SAR dates on the paper's [-1, 1] scale.
         generator: a torch.Generator or a NoiseSource.
-        sampler, steps, eta: as :func:`~clearcube.model.samplers.sample_seqtis`.
+        sampler: as :func:`~clearcube.model.samplers.sample_seqtis`.
+        steps: as :func:`~clearcube.model.samplers.sample_seqtis`.
+        eta: as :func:`~clearcube.model.samplers.sample_seqtis`.
         progress: ``progress(i, K)`` after each network call.
 
     Returns:

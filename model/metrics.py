@@ -90,7 +90,8 @@ def rmse(pred: Any, target: Any, *, where: Any = None) -> float:
     """Root-mean-square error over all bands of the pixels in ``where`` (default: all).
 
     Args:
-        pred, target: (C, H, W) images on [0, 1].
+        pred: (C, H, W) image on [0, 1].
+        target: (C, H, W) image on [0, 1].
         where: optional (H, W) bool, True = include the pixel. Invalid (NaN) pixels never count.
 
     Returns:
@@ -145,7 +146,10 @@ def ssim_map(
     """SSIM map of one band (Eq. 31) from zero-padded Gaussian local statistics.
 
     Args:
-        pred, target: (H, W) single-band images on [0, 1] without NaNs.
+        pred: (H, W) single-band image on [0, 1] without NaNs.
+        target: (H, W) single-band image on [0, 1] without NaNs.
+        window: odd window side in pixels.
+        sigma: standard deviation of the Gaussian window in pixels.
 
     Returns:
         (H, W) local SSIM values.
@@ -171,7 +175,8 @@ def ssim(
     """Structural similarity of two (C, H, W) images on [0, 1]: per band, then the band mean.
 
     Args:
-        pred, target: (C, H, W) images.
+        pred: (C, H, W) image.
+        target: (C, H, W) image.
         window: odd window side in pixels.
         sigma: standard deviation of the Gaussian window in pixels.
         padding: ``"zero"`` averages the zero-padded SSIM map over all pixels (UnCRtainTS);
@@ -250,7 +255,8 @@ def image_metrics(pred: Any, target: Any, cloud: Any = None) -> ImageMetrics:
     """Compute every metric of one (C, H, W) prediction against its (C, H, W) target.
 
     Args:
-        pred, target: images on [0, 1].
+        pred: image on [0, 1].
+        target: image on [0, 1].
         cloud: optional (L, H, W) bool of the input dates, True = cloud. Without it every pixel
             counts as clear and ``rmse_cloudy`` is NaN.
     """

@@ -52,6 +52,7 @@ class GroupNorm32(nn.GroupNorm):
     """GroupNorm computed in float32 (stable under fp16/bf16 autocast), cast back after."""
 
     def forward(self, x: Tensor) -> Tensor:
+        """Normalise ``x`` in float32 and return it in its own dtype."""
         return super().forward(x.float()).to(x.dtype)
 
 
@@ -69,6 +70,7 @@ class Downsample(nn.Module):
             self.op = nn.AvgPool2d(2)
 
     def forward(self, x: Tensor) -> Tensor:
+        """(B, C, H, W) -> (B, C', H/2, W/2)."""
         return self.op(x)
 
 
@@ -81,6 +83,7 @@ class Upsample(nn.Module):
         self.conv = nn.Conv2d(channels, out_channels, 3, padding=1) if use_conv else None
 
     def forward(self, x: Tensor) -> Tensor:
+        """(B, C, H, W) -> (B, C', 2H, 2W)."""
         x = F.interpolate(x, scale_factor=2.0, mode="nearest")
         return self.conv(x) if self.conv is not None else x
 

@@ -68,7 +68,8 @@ def sample_ddpm(
             (B, 0, H, W) condition.
         clip_denoised: clip x̂_0 to [-1, 1] at every step.
         prediction: what the network predicts.
-        dtype, device: of the sample (taken from ``condition.observed`` when given).
+        dtype: of the sample (taken from ``condition.observed`` when given).
+        device: of the sample (taken from ``condition.observed`` when given).
         progress: ``progress(i, K)`` after each step.
         clip_range: per-channel (lo, hi) of x̂_0 in a scaled diffusion space; None: [-1, 1].
         sar_noise: "same_t" diffuses the SAR to each step's level (Eqs. 19-20); "clean"

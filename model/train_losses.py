@@ -27,8 +27,11 @@ def make_loss_fn(
     temporal_weight: float = 1.0,
     temporal_target: Literal["paper", "consistent"] = "paper",
 ) -> LossFn:
-    """Loss of one batch: per-sample ``"loss"`` (B,) = Eq. 27 + ``temporal_weight`` x Eq. 28,
-    with the parts (``loss_clean``, ``loss_cloudy``, ``mse_*``, ``vb_*``) beside it."""
+    """Loss of one batch.
+
+    Per-sample ``"loss"`` (B,) = Eq. 27 + ``temporal_weight`` x Eq. 28, with the parts
+    (``loss_clean``, ``loss_cloudy``, ``mse_*``, ``vb_*``) beside it.
+    """
     sched = schedule_mod.from_config(model_cfg.diffusion)
     d = model_cfg.diffusion
 
@@ -61,8 +64,11 @@ def make_loss_fn(
 
 
 def make_reconstruction_fn(model_cfg: ModelConfig, *, t_fraction: float = 0.25) -> LossFn:
-    """Validation: the Eq. 28 loss at one fixed t (``t_fraction`` of the chain) with its one-step
-    x̂_0 estimate as ``"pred_x0"`` (B, C, H, W): a cheap proxy of reconstruction quality."""
+    """Validation loss: a cheap proxy of reconstruction quality.
+
+    The Eq. 28 loss at one fixed t (``t_fraction`` of the chain) with its one-step x̂_0 estimate
+    as ``"pred_x0"`` (B, C, H, W).
+    """
     sched = schedule_mod.from_config(model_cfg.diffusion)
     d = model_cfg.diffusion
 

@@ -396,8 +396,11 @@ def _cloud_cover(group: Sequence[pystac.Item]) -> float:
 
 
 def _sun(group: Sequence[pystac.Item], key: str) -> float:
-    """The date's sun angle in degrees, or NaN: ``view:sun_*``, else Planetary Computer's
-    ``s2:mean_solar_*`` (elevation = 90 - zenith); the circular mean of the date's items."""
+    """The date's sun angle in degrees, or NaN.
+
+    ``view:sun_*``, else Planetary Computer's ``s2:mean_solar_*`` (elevation = 90 - zenith); the
+    circular mean of the date's items.
+    """
     values = []
     for item in group:
         props = item.properties

@@ -194,9 +194,12 @@ def _clear_mean(s2: np.ndarray, known: np.ndarray) -> tuple[np.ndarray, np.ndarr
 
 
 def _fill_missing_sar(sar: np.ndarray) -> np.ndarray:
-    """``(L, Cs, h, w)`` SAR with each date's missing values (NaN: no S1 pair) taken from the
-    mean of the dates that have one, so the dates' mean (Eq. 20) is the mean of real SAR; the
-    middle of the range (0) only where no date has SAR."""
+    """``(L, Cs, h, w)`` SAR with each date's missing values filled.
+
+    A missing value (NaN: no S1 pair) is taken from the mean of the dates that have one, so the
+    dates' mean (Eq. 20) is the mean of real SAR; the middle of the range (0) only where no date
+    has SAR.
+    """
     with np.errstate(invalid="ignore"), warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN pixels: handled below
         mean = np.nanmean(sar, axis=0, keepdims=True)

@@ -215,6 +215,9 @@ def cloud_from_probability(
 
     Args:
         probability: ``(T, H, W)`` probabilities; NaN (no data) counts as clear.
+        threshold: probability above which a pixel is cloud (after averaging).
+        average_over: radius of the averaging disk; 0 skips the averaging.
+        dilation_size: radius of the dilation disk; 0 skips the dilation.
 
     Returns:
         ``(T, H, W)`` bool, True = cloud.

@@ -142,7 +142,8 @@ class MosaicStore:
         """Store one tile's products ``{name: (band, h, w)}`` pre-weighted, then mark it done.
 
         ``clear_fraction`` is kept beside it, so a resumed run reports what an undisturbed one
-        does (tiles without a clear pixel)."""
+        does (tiles without a clear pixel).
+        """
         plan, spec = self.spec.plan, self.spec
         if set(products) != set(spec.products):
             raise BadInputError(

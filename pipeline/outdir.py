@@ -31,8 +31,10 @@ LOCK_FILE = ".clearcube.lock"
 
 @contextmanager
 def output_lock(out: Path, lock_path: Path | None = None) -> Iterator[None]:
-    """Own ``out`` for the ``with`` block: an OS-level exclusive lock on ``out/.clearcube.lock``
-    (or on ``lock_path``, e.g. beside a Zarr store that must hold nothing else).
+    """Own ``out`` for the ``with`` block.
+
+    An OS-level exclusive lock on ``out/.clearcube.lock`` (or on ``lock_path``, e.g. beside a
+    Zarr store that must hold nothing else).
 
     The kernel drops the lock when its process dies, so a crashed run leaves no stale lock; the
     file's text (pid, host, start time) only names the holder in the error.

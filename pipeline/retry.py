@@ -177,9 +177,12 @@ def asset_index(
 
 
 class _RetryingReader:
-    """Wraps one odc-loader raster reader; every ``read`` goes through :func:`retry_call`, and
-    the pixels it returns are converted to clearcube's convention (``ref.conversion``) before
-    odc-loader fuses the items of a date, so each item gets its own offset or units."""
+    """Wraps one odc-loader raster reader with retries and per-item pixel conversion.
+
+    Every ``read`` goes through :func:`retry_call`, and the pixels it returns are converted to
+    clearcube's convention (``ref.conversion``) before odc-loader fuses the items of a date, so
+    each item gets its own offset or units.
+    """
 
     def __init__(
         self,

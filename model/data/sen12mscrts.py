@@ -169,8 +169,11 @@ class Sen12mscrtsDataset(Dataset[dict[str, torch.Tensor]]):
 
 
 def pick_target_and_inputs(cloud_fraction: np.ndarray, seq_len: int) -> tuple[int, list[int]]:
-    """Target = least cloudy date (earliest on ties); inputs = the ``seq_len`` other dates nearest
-    to it in the date index (earlier first on ties), returned in time order."""
+    """Pick the target and the input dates of one series.
+
+    Target = least cloudy date (earliest on ties); inputs = the ``seq_len`` other dates nearest
+    to it in the date index (earlier first on ties), returned in time order.
+    """
     target = int(np.argmin(cloud_fraction))
     others = sorted(
         (i for i in range(len(cloud_fraction)) if i != target), key=lambda i: (abs(i - target), i)

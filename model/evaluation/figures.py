@@ -1,5 +1,6 @@
-"""Figures of the evaluation report: metric histograms (paper Figure 4) and an example grid
-(paper Figure 3).
+"""Figures of the evaluation report.
+
+Metric histograms (paper Figure 4) and an example grid (paper Figure 3).
 
 The grid is drawn with Pillow (a core dependency); histograms need matplotlib
 (``pip install 'clearcube[eval]'``) and are skipped with a warning without it.

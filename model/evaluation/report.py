@@ -69,9 +69,12 @@ def _group(
 
 
 def summarize(results: Sequence[SampleResult]) -> dict[str, list[dict[str, Any]]]:
-    """All report tables: ``table1`` (the shortest L), ``by_length`` (Table 2), ``by_coverage``
-    (Table 3), ``target_in_inputs`` (with / without the target date among the inputs),
-    ``by_source`` and ``all`` (every sample)."""
+    """All report tables.
+
+    ``table1`` (the shortest L), ``by_length`` (Table 2), ``by_coverage`` (Table 3),
+    ``target_in_inputs`` (with / without the target date among the inputs), ``by_source`` and
+    ``all`` (every sample).
+    """
     if not results:
         return {}
     shortest = min(r.length for r in results)
