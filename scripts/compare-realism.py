@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Compare simulated training landscapes with one real Sentinel-1/2 patch (statistics only).
 
-    CLEARCUBE_TEST_DATA=../shared/data python scripts/compare-realism.py
+    CLEARCUBE_TEST_DATA=../shared/data python scripts/compare-realism.py [PICTURE.png]
 
 The real side is the SEN12MS-CR patch of the shared data (not an evaluation set), its clear
 pixels chosen by s2cloudless; the simulated side is generator seed 1's clearest date, as drawn and as reworked by
@@ -14,9 +14,11 @@ the figures and what they say about the simulator.
 from __future__ import annotations
 
 import os
+import sys
 
 import numpy as np
 import rasterio
+from PIL import Image
 
 from clearcube.bands import S2_BANDS
 from clearcube.model.data.clouds import s2cloudless_cloud
@@ -55,6 +57,7 @@ def stats(s2, s1, m, name):
 
 
 stats(s2r, s1r, clear_r, "real SEN12MS-CR patch (ROIs1868 p30, clear pixels by s2cloudless)")
+panels = [("real", s2r, s1r)]
 for realism, label in ((None, "as the generator draws it"), (REALISM, "reworked by REALISM")):
     cube = simulated_cube(1, size=240, realism=realism)
     t = int(np.argmin(cube.cloud.mean(("y", "x")).values))
@@ -65,3 +68,21 @@ for realism, label in ((None, "as the generator draws it"), (REALISM, "reworked 
         clear_s,
         f"simulated seed 1, clearest date {t}, {label}",
     )
+    panels.append((label, cube.s2.values[t].astype(np.float32), cube.s1.values[t]))
+
+if len(sys.argv) > 1:  # a picture: true colour (fixed 0-0.25 reflectance) over VV (-25..0 dB)
+    n = 240
+    gap = np.full((n, 8, 3), 255, dtype=np.uint8)
+    rows = []
+    for kind in ("rgb", "vv"):
+        row = []
+        for _, s2, s1 in panels:
+            if kind == "rgb":
+                rgb = np.moveaxis(s2[[3, 2, 1], :n, :n] / 1e4 / 0.25, 0, -1)
+            else:
+                rgb = np.repeat(((s1[0, :n, :n] + 25.0) / 25.0)[..., None], 3, axis=-1)
+            row += [np.rint(np.clip(rgb, 0, 1) * 255).astype(np.uint8), gap]
+        rows.append(np.concatenate(row[:-1], axis=1))
+    sep = np.full((8, rows[0].shape[1], 3), 255, dtype=np.uint8)
+    Image.fromarray(np.concatenate([rows[0], sep, rows[1]], axis=0)).save(sys.argv[1])
+    print(f"wrote {sys.argv[1]}: real | generator | reworked; true colour above, VV below")
