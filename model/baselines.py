@@ -40,7 +40,8 @@ def _check(inputs: Any, cloud: Any) -> tuple[np.ndarray, np.ndarray]:
 
 def _observed(x: np.ndarray, cloud: np.ndarray) -> np.ndarray:
     """(L, H, W) bool: True where the date is clear and every band is finite."""
-    return ~cloud & np.all(np.isfinite(x), axis=1)
+    observed: np.ndarray = ~cloud & np.all(np.isfinite(x), axis=1)
+    return observed
 
 
 def least_cloudy_index(cloud: Any) -> int:
@@ -56,7 +57,8 @@ def least_cloudy(inputs: Any, cloud: Any) -> np.ndarray:
         (C, H, W) float64 copy of ``inputs[least_cloudy_index(cloud)]``.
     """
     x, c = _check(inputs, cloud)
-    return x[least_cloudy_index(c)].copy()
+    chosen: np.ndarray = x[least_cloudy_index(c)].copy()
+    return chosen
 
 
 def mosaicing(inputs: Any, cloud: Any, *, fill: float = NO_CLEAR_FILL) -> np.ndarray:
@@ -163,7 +165,8 @@ def _band_means(x: np.ndarray, c: np.ndarray) -> np.ndarray:
     count = int(seen.sum())
     if count == 0:
         return np.full(x.shape[1], NO_CLEAR_FILL)
-    return np.where(seen, x, 0.0).sum(axis=(0, 2, 3)) / count
+    means: np.ndarray = np.where(seen, x, 0.0).sum(axis=(0, 2, 3)) / count
+    return means
 
 
 #: The baselines by their CLI names.

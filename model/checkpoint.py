@@ -97,7 +97,7 @@ def save_checkpoint(
 
 def read_checkpoint(
     path: str | os.PathLike[str], *, device: str | torch.device = "cpu", mmap: bool = False
-) -> dict:
+) -> dict[str, Any]:
     """Load a checkpoint's raw payload with ``weights_only=True`` and check it is clearcube's.
 
     ``mmap=True`` maps the tensors instead of reading them (for a look at the config).

@@ -88,7 +88,8 @@ class UNetConfig:
     @property
     def size_multiple(self) -> int:
         """H and W of inputs must be multiples of this (one halving per extra level)."""
-        return 2 ** (len(self.channel_mult) - 1)
+        multiple: int = 2 ** (len(self.channel_mult) - 1)
+        return multiple
 
 
 @dataclass(frozen=True)
@@ -193,7 +194,8 @@ class ModelConfig:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-type dict (lists, not tuples) that :meth:`from_dict` reads back."""
-        return _plain(dataclasses.asdict(self))
+        plain: dict[str, Any] = _plain(dataclasses.asdict(self))
+        return plain
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> ModelConfig:

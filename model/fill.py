@@ -71,4 +71,5 @@ def fill_gaps(
         sar_noise=cfg.diffusion.sar_noise,
         progress=progress,
     )
-    return scaling.from_diffusion(x0, cfg.scaling)
+    filled: Tensor = scaling.from_diffusion(x0, cfg.scaling)
+    return filled

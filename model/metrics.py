@@ -71,7 +71,8 @@ def _check_pair(pred: Any, target: Any) -> tuple[np.ndarray, np.ndarray]:
 def valid_pixels(pred: Any, target: Any) -> np.ndarray:
     """(H, W) bool, True where every band of both ``(C, H, W)`` images is finite."""
     x, y = _check_pair(pred, target)
-    return np.all(np.isfinite(x) & np.isfinite(y), axis=0)
+    valid: np.ndarray = np.all(np.isfinite(x) & np.isfinite(y), axis=0)
+    return valid
 
 
 def cloudy_pixels(cloud: Any) -> np.ndarray:
@@ -83,7 +84,8 @@ def cloudy_pixels(cloud: Any) -> np.ndarray:
     c = np.asarray(as_numpy(cloud) != 0)
     if c.ndim != 3:
         raise ValueError(f"cloud must be (L, H, W); got shape {c.shape}")
-    return np.all(c, axis=0)
+    cloudy: np.ndarray = np.all(c, axis=0)
+    return cloudy
 
 
 def rmse(pred: Any, target: Any, *, where: Any = None) -> float:
@@ -131,13 +133,15 @@ def gaussian_window(size: int = 11, sigma: float = 1.5) -> np.ndarray:
     """1-D Gaussian weights of odd length ``size`` centred on the middle tap, summing to 1."""
     offsets = np.arange(size, dtype=np.float64) - (size // 2)
     weights = np.exp(-(offsets**2) / (2.0 * sigma**2))
-    return weights / weights.sum()
+    normalised: np.ndarray = weights / weights.sum()
+    return normalised
 
 
 def _filter(image: np.ndarray, weights: np.ndarray) -> np.ndarray:
     """Separable zero-padded 'same' filtering of an (H, W) image."""
     out = correlate1d(image, weights, axis=0, mode="constant", cval=0.0)
-    return correlate1d(out, weights, axis=1, mode="constant", cval=0.0)
+    filtered: np.ndarray = correlate1d(out, weights, axis=1, mode="constant", cval=0.0)
+    return filtered
 
 
 def ssim_map(
@@ -161,7 +165,8 @@ def ssim_map(
     cov = _filter(pred * target, w) - mu_x * mu_y
     numerator = (2.0 * mu_x * mu_y + SSIM_C1) * (2.0 * cov + SSIM_C2)
     denominator = (mu_x * mu_x + mu_y * mu_y + SSIM_C1) * (var_x + var_y + SSIM_C2)
-    return numerator / denominator
+    local_ssim: np.ndarray = numerator / denominator
+    return local_ssim
 
 
 def ssim(

@@ -71,7 +71,8 @@ class Downsample(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         """(B, C, H, W) -> (B, C', H/2, W/2)."""
-        return self.op(x)
+        out: Tensor = self.op(x)
+        return out
 
 
 class Upsample(nn.Module):
@@ -143,7 +144,8 @@ class ResBlock(nn.Module):
         else:
             h = self.out_norm(h + e)
         h = self.out_conv(self.dropout(F.silu(h)))
-        return self.skip(x) + h
+        out: Tensor = self.skip(x) + h
+        return out
 
 
 class AttentionBlock(nn.Module):
@@ -168,4 +170,5 @@ class AttentionBlock(nn.Module):
         )
         out = F.scaled_dot_product_attention(q, k, v)  # softmax(q kᵀ / sqrt(d)) v
         out = out.transpose(2, 3).reshape(b, c, h * w)
-        return x + self.proj(out).reshape(b, c, h, w)
+        y: Tensor = x + self.proj(out).reshape(b, c, h, w)
+        return y

@@ -80,7 +80,8 @@ def sample_ddpm(
     """
 
     def update(p: PMeanVar, x: Tensor, k: Tensor, z: Tensor) -> Tensor:
-        return p.mean + (0.5 * p.log_variance).exp() * z  # Eq. 24 (z = 0 at the last step)
+        x_prev: Tensor = p.mean + (0.5 * p.log_variance).exp() * z  # Eq. 24 (z = 0: last step)
+        return x_prev
 
     return _reverse_chain(
         net,
@@ -128,7 +129,8 @@ def sample_ddim(
         abar_prev = extract(schedule.alphas_cumprod_prev, k, x)
         sigma = eta * ((1 - abar_prev) / (1 - abar)).sqrt() * (1 - abar / abar_prev).sqrt()
         direction = (1 - abar_prev - sigma.square()).clamp(min=0).sqrt() * p.eps
-        return abar_prev.sqrt() * p.pred_x0 + direction + sigma * z
+        x_prev: Tensor = abar_prev.sqrt() * p.pred_x0 + direction + sigma * z
+        return x_prev
 
     return _reverse_chain(
         net,
@@ -232,7 +234,7 @@ def _reverse_chain(
         region = seqtis.region_mask(condition.known)  # Eq. 25, fixed over the chain
     b, _, h, w = shape
     n = schedule.num_steps
-    x = src(
+    x: Tensor = src(
         shape, step=n, stream=noise_mod.STREAM_INIT, dtype=dtype, device=device
     )  # X_T ~ N(0, I)
     empty = torch.zeros((b, 0, h, w), dtype=dtype, device=device)
@@ -278,10 +280,11 @@ def _frame_noise(
     """Per-date noise of a fusion module; zero at the last step (Algorithm 1, lines 4 and 7)."""
     if last:
         return torch.zeros_like(frames)
-    return seqtis.draw_frames(
+    drawn: Tensor = seqtis.draw_frames(
         src, tuple(frames.shape), step=step, stream_of=stream_of, dtype=frames.dtype,
         device=frames.device,
     )  # fmt: skip
+    return drawn
 
 
 def _fused_sar(
@@ -298,9 +301,11 @@ def _fused_sar(
     A model trained on clean SAR (``sar_noise="clean"``) gets the dates' mean clean SAR.
     """
     if sar_noise == "clean":
-        return seqtis.fuse_sar(cond.sar, 1.0, torch.zeros_like(cond.sar))
+        clean: Tensor = seqtis.fuse_sar(cond.sar, 1.0, torch.zeros_like(cond.sar))
+        return clean
     eps_a = _frame_noise(cond.sar, src, step, noise_mod.sar_stream, last)
-    return seqtis.fuse_sar(cond.sar, float(schedule.alphas_cumprod[k]), eps_a)
+    fused: Tensor = seqtis.fuse_sar(cond.sar, float(schedule.alphas_cumprod[k]), eps_a)
+    return fused
 
 
 def _fused_known(
@@ -309,4 +314,7 @@ def _fused_known(
     """X^known_{t-1} at ᾱ_prev of step k (Eqs. 21-23); ε_x^l = 0 at the last step (line 4)."""
     obs = cond.observed
     eps_x = _frame_noise(obs, src, step, noise_mod.optical_stream, last)
-    return seqtis.fuse_optical(obs, cond.known, float(schedule.alphas_cumprod_prev[k]), eps_x)
+    fused: Tensor = seqtis.fuse_optical(
+        obs, cond.known, float(schedule.alphas_cumprod_prev[k]), eps_x
+    )
+    return fused

@@ -41,7 +41,7 @@ def make_loss_fn(
         batch = _scaled(batch, model_cfg)
         target = batch["target_s2"]
         t = torch.randint(0, sched.num_steps, (target.shape[0],), generator=g, device=target.device)
-        out = seqtis.temporal_training_losses(
+        out: dict[str, Tensor] = seqtis.temporal_training_losses(
             net,
             sched,
             target=target,
@@ -84,7 +84,7 @@ def make_reconstruction_fn(model_cfg: ModelConfig, *, t_fraction: float = 0.25) 
             sched, _inputs(batch), t, g, sar_noise=d.sar_noise
         )
         eps = torch.randn(target.shape, generator=g, device=target.device, dtype=target.dtype)
-        out = diffusion.training_losses(
+        out: dict[str, Tensor] = diffusion.training_losses(
             net,
             sched,
             target,

@@ -123,7 +123,8 @@ class UNet(nn.Module):
         h = self.middle(h, emb)
         for stage in self.output_stages:
             h = stage(torch.cat([h, skips.pop()], dim=1), emb)
-        return self.out(h)
+        out: Tensor = self.out(h)
+        return out
 
     def _check_inputs(self, x_t: Tensor, t: Tensor, cond: Tensor) -> None:
         cfg = self.cfg

@@ -108,9 +108,10 @@ def weighted(
     plan: TilePlan, tile: Tile, tile_data: np.ndarray, *, taper: Taper = "cosine"
 ) -> np.ndarray:
     """``tile_data (..., h, w)`` multiplied by the tile's blend weight, as float32 (worker side)."""
-    return (np.asarray(tile_data, dtype=np.float32) * tile_weight(plan, tile, taper=taper)).astype(
-        np.float32, copy=False
-    )
+    weighted_data: np.ndarray = (
+        np.asarray(tile_data, dtype=np.float32) * tile_weight(plan, tile, taper=taper)
+    ).astype(np.float32, copy=False)
+    return weighted_data
 
 
 def _overlap(

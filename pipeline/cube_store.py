@@ -216,7 +216,8 @@ def open_cube(path: str | os.PathLike[str]) -> xr.Dataset:
         if name in ds.data_vars:
             ds = ds.set_coords(name)
     small = {c: ds[c].compute() for c in ds.coords if c not in ds.dims and "y" not in ds[c].dims}
-    return ds.assign_coords(small)
+    opened: xr.Dataset = ds.assign_coords(small)
+    return opened
 
 
 def append_variables(path: Path, ds: xr.Dataset, **kwargs: Any) -> None:

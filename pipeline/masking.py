@@ -201,7 +201,8 @@ def _probability_last_axis(bands_last: np.ndarray, dn_scale: float, coarsen: int
         probability = probability.repeat(coarsen, axis=1).repeat(coarsen, axis=2)
         probability = probability[:, :height, :width]
     probability[empty] = np.nan
-    return probability.reshape(lead).astype(np.float32)
+    result: np.ndarray = probability.reshape(lead).astype(np.float32)
+    return result
 
 
 def cloud_from_probability(
@@ -416,7 +417,8 @@ def shadow_mask(
     shadow = possible & (nir < darkness * np.asarray(reference, dtype=np.float64))
     if dilation_size > 0 and shadow.any():
         shadow = _dilate(shadow, dilation_size)
-    return shadow & ~cloud
+    only_shadow: np.ndarray = shadow & ~cloud
+    return only_shadow
 
 
 def nir_reference(cube: xr.Dataset) -> xr.DataArray:
@@ -499,4 +501,5 @@ def _cloud_and_shadow(
     darkness: float,
 ) -> np.ndarray:
     ref = np.where(np.isfinite(reference), reference, np.inf)  # no reference: never dark
-    return cloud | shadow_mask(cloud, nir, ref, offsets, darkness=darkness)
+    masked: np.ndarray = cloud | shadow_mask(cloud, nir, ref, offsets, darkness=darkness)
+    return masked

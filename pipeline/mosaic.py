@@ -80,7 +80,8 @@ class MosaicSpec:
         """A JSON-ready dict (the inverse of :meth:`from_json`)."""
         out = asdict(self)
         out["plan"] = {k: out["plan"][k] for k in ("height", "width", "tile", "overlap", "halo")}
-        return json.loads(json.dumps(out))  # tuples -> lists, as the store gives them back
+        plain: dict[str, Any] = json.loads(json.dumps(out))  # tuples -> lists, as stored
+        return plain
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> MosaicSpec:
@@ -111,10 +112,10 @@ class MosaicStore:
     def _group(self, mode: str = "r+") -> zarr.Group:
         return zarr.open_group(self.path, mode=mode)  # type: ignore[arg-type]
 
-    def _array(self, name: str, mode: str = "r+") -> zarr.Array:
+    def _array(self, name: str, mode: str = "r+") -> zarr.Array[Any]:
         return zarr.open_array(f"{self.path}/{name}", mode=mode)  # type: ignore[arg-type]
 
-    def array(self, product: str) -> zarr.Array:
+    def array(self, product: str) -> zarr.Array[Any]:
         """The assembled ``(band, y, x)`` array of ``product`` (slice it; do not load it whole)."""
         if product not in self.spec.products:
             raise BadInputError(f"no product {product!r}; this store holds {self.spec.products}")

@@ -44,7 +44,8 @@ def _line_means(image: np.ndarray, axis: int) -> np.ndarray:
     jumps = np.moveaxis(jumps, axis, 0).reshape(jumps.shape[axis], -1)
     with warnings.catch_warnings():  # all-NaN lines give NaN and are dropped later
         warnings.simplefilter("ignore", RuntimeWarning)
-        return np.nanmean(jumps, axis=1)
+        means: np.ndarray = np.nanmean(jumps, axis=1)
+        return means
 
 
 def _ratios(line_means: np.ndarray, seams: tuple[int, ...]) -> list[float]:

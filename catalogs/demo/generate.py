@@ -239,10 +239,11 @@ def _write_s2(
     if scl is not None:
         properties.update(_scl_percentages(scl))
     raster10 = stac.RasterInfo(grid.epsg, grid.shape(10), grid.transform(10))
-    return stac.s2_item(
+    item: dict[str, Any] = stac.s2_item(
         item_id=item_id, collection=collection, moment=moment, platform=platform,
         footprint=footprint, grid=raster10, assets=assets, properties=properties,
     )  # fmt: skip
+    return item
 
 
 def _write_s1(
@@ -274,9 +275,10 @@ def _write_s1(
         write_cog(path, out, crs="EPSG:4326", transform=raster.transform, nodata=np.nan,
                   resampling="nearest")  # fmt: skip
         assets[pol] = stac.s1_asset(href, pol.upper(), raster)
-    return stac.s1_item(
+    item: dict[str, Any] = stac.s1_item(
         item_id=item_id, moment=moment, footprint=footprint, assets=assets, absolute_orbit=orbit
     )
+    return item
 
 
 def _s1_grid(footprint: tuple[float, float, float, float]) -> stac.RasterInfo:

@@ -162,7 +162,8 @@ def make_landscape(rng: np.random.Generator, n: int) -> Landscape:
 
 
 def _logistic(x: np.ndarray) -> np.ndarray:
-    return 1.0 / (1.0 + np.exp(-x))
+    y: np.ndarray = 1.0 / (1.0 + np.exp(-x))
+    return y
 
 
 def crop_state(

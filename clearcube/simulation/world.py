@@ -111,7 +111,8 @@ def block_mean(canvas: np.ndarray, factor: int, size: int) -> np.ndarray:
     m = math.ceil(size / factor)
     cut = canvas[..., : m * factor, : m * factor]
     shape = (*cut.shape[:-2], m, factor, m, factor)
-    return cut.reshape(shape).mean(axis=(-3, -1), dtype=np.float32)
+    means: np.ndarray = cut.reshape(shape).mean(axis=(-3, -1), dtype=np.float32)
+    return means
 
 
 def to_dn(reflectance: np.ndarray) -> np.ndarray:

@@ -55,4 +55,5 @@ def s2cloudless_cloud(dn: np.ndarray, bands: tuple[str, ...] = S2_BANDS) -> np.n
         np.clip(stack.astype(np.float32), 0, DN_PER_REFLECTANCE) / DN_PER_REFLECTANCE, 1, -1
     )
     cloud = _detector().get_cloud_masks(refl).astype(bool)
-    return cloud[0] if single else cloud
+    mask: np.ndarray = cloud[0] if single else cloud
+    return mask

@@ -142,8 +142,9 @@ class Sen12mscrtsDataset(Dataset[dict[str, torch.Tensor]]):
         """s2cloudless mask (H, W), True = cloud, of one date, from the cache when present."""
         cache = s2_path.with_name(s2_path.name + ".s2cloudless.npy")
         if self.cache_masks and cache.is_file():
-            return np.load(cache)
-        cloud = s2cloudless_cloud(dn)
+            cached: np.ndarray = np.load(cache)
+            return cached
+        cloud: np.ndarray = s2cloudless_cloud(dn)
         if self.cache_masks:
             try:
                 tmp = cache.with_name(cache.name + f".{os.getpid()}.tmp.npy")
@@ -183,4 +184,5 @@ def pick_target_and_inputs(cloud_fraction: np.ndarray, seq_len: int) -> tuple[in
 
 def _read(path: Path) -> np.ndarray:
     with rasterio.open(path) as src:
-        return src.read()
+        data: np.ndarray = src.read()
+        return data

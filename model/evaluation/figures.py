@@ -41,7 +41,8 @@ def true_colour(image: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray
         else np.moveaxis(image[:3], 0, -1)
     )
     scaled = (np.nan_to_num(rgb) - lo) / np.maximum(hi - lo, 1e-6)
-    return (np.clip(scaled, 0.0, 1.0) * 255).round().astype(np.uint8)
+    rendered: np.ndarray = (np.clip(scaled, 0.0, 1.0) * 255).round().astype(np.uint8)
+    return rendered
 
 
 def _stretch(target: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

@@ -95,4 +95,5 @@ def fill_sample(
             sampler=sampler,  # type: ignore[arg-type]
             steps=steps,
         )
-    return ((x0[0].clamp(-1, 1) + 1.0) / 2.0).double().cpu().numpy()
+    filled: np.ndarray = ((x0[0].clamp(-1, 1) + 1.0) / 2.0).double().cpu().numpy()
+    return filled

@@ -76,7 +76,8 @@ def overlay_clouds(
 ) -> np.ndarray:
     """Lay a real cloud over a clear (C, H, W) scene: ``(1 - α)·clear + α·layer``."""
     alpha = cloud_opacity(clm, clp)[None]
-    return ((1.0 - alpha) * clear + alpha * layer).astype(np.float32)
+    cloudy: np.ndarray = ((1.0 - alpha) * clear + alpha * layer).astype(np.float32)
+    return cloudy
 
 
 def _transform(arrays: list[np.ndarray], rng: np.random.Generator) -> list[np.ndarray]:
@@ -88,7 +89,8 @@ def _transform(arrays: list[np.ndarray], rng: np.random.Generator) -> list[np.nd
 
 def _resize(a: np.ndarray, h: int, w: int, order: int) -> np.ndarray:
     factors = (1.0,) * (a.ndim - 2) + (h / a.shape[-2], w / a.shape[-1])
-    return zoom(a, factors, order=order, grid_mode=True, mode="nearest")
+    resized: np.ndarray = zoom(a, factors, order=order, grid_mode=True, mode="nearest")
+    return resized
 
 
 def draw_cloud(

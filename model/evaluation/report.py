@@ -53,7 +53,7 @@ def coverage_bin(coverage: float) -> str:
 def _group(
     results: Sequence[SampleResult], table: str, key: Callable[[SampleResult], dict[str, Any]]
 ) -> list[dict[str, Any]]:
-    groups: dict[tuple, list[SampleResult]] = {}
+    groups: dict[tuple[Any, ...], list[SampleResult]] = {}
     for r in results:
         k = key(r)
         groups.setdefault((*k.values(), r.method), []).append(r)

@@ -59,7 +59,8 @@ def baseline_method(name: str) -> Method:
     fn = BASELINES[name]
 
     def run(sample: EvalSample) -> np.ndarray:
-        return fn(sample.inputs, sample.cloud)
+        filled: np.ndarray = fn(sample.inputs, sample.cloud)
+        return filled
 
     run.__name__ = name
     return run
