@@ -69,7 +69,7 @@ REAL_DATA_TEXT = (
 )
 
 
-def register(subparsers: Any) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add the ``evaluate`` subcommand."""
     p = subparsers.add_parser(
         "evaluate",

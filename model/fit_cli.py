@@ -12,7 +12,7 @@ from tqdm import tqdm
 from clearcube import BadInputError
 
 
-def register(subparsers: Any) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add the ``fit`` subcommand."""
     p = subparsers.add_parser(
         "fit",

@@ -14,7 +14,7 @@ from clearcube import BadInputError
 from clearcube.model.train_config import TrainConfig
 
 
-def register(subparsers: Any) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add the ``train`` subcommand."""
     p = subparsers.add_parser(
         "train",
@@ -29,7 +29,7 @@ def register(subparsers: Any) -> None:
     p.set_defaults(func=run)
 
 
-def load_config(path: Path) -> Any:
+def load_config(path: Path) -> TrainConfig:
     """Read a YAML run file into a TrainConfig; relative data paths are taken from its folder."""
     if not path.is_file():
         raise BadInputError(f"config file {path} does not exist")

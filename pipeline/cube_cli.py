@@ -6,7 +6,6 @@ import argparse
 import logging
 import sys
 from pathlib import Path
-from typing import Any
 
 from tqdm import tqdm
 
@@ -19,7 +18,7 @@ from clearcube.pipeline.outdir import output_lock
 log = logging.getLogger(__name__)
 
 
-def register(subparsers: Any) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add the ``cube`` subcommand."""
     p = subparsers.add_parser(
         "cube",

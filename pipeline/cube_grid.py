@@ -5,7 +5,6 @@ from __future__ import annotations
 import math
 from collections import Counter
 from collections.abc import Sequence
-from typing import Any
 
 import pystac
 from odc.geo.geobox import GeoBox
@@ -52,7 +51,7 @@ def default_crs(items: Sequence[pystac.Item], bbox: BBox) -> str:
     return f"EPSG:{(32600 if lat >= 0 else 32700) + zone}"
 
 
-def target_geobox(bbox: BBox, crs: str, resolution: float) -> Any:
+def target_geobox(bbox: BBox, crs: str, resolution: float) -> GeoBox:
     """The cube grid: ``bbox`` (WGS84) in ``crs``, corners rounded outward to the resolution."""
     if not resolution > 0:
         raise BadInputError(f"resolution must be > 0 metres, got {resolution}")

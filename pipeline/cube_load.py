@@ -27,13 +27,13 @@ import logging
 import os
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import dask.array as da
 import numpy as np
 import odc.stac
 import pystac
 import xarray as xr
+from odc.geo.geobox import GeoBox
 
 from clearcube.bands import EARTH_SEARCH_ASSETS, S1_BANDS, S2_BANDS
 from clearcube.catalogs.radiometry import S1Units, s1_conversion, s2_conversion
@@ -421,7 +421,7 @@ def _sun(group: Sequence[pystac.Item], key: str) -> float:
 def _odc_load(
     groups: Sequence[Sequence[pystac.Item]],
     keys: Sequence[str],
-    gbox: Any,
+    gbox: GeoBox,
     chunks: int,
     retry: RetryPolicy,
     resampling: str,
@@ -452,7 +452,7 @@ def _s1_aligned(
     s1_groups: Sequence[Sequence[pystac.Item]],
     pairs: Sequence[int | None],
     s1_assets: Mapping[str, str],
-    gbox: Any,
+    gbox: GeoBox,
     chunks: int,
     retry: RetryPolicy,
     like: xr.DataArray,
@@ -487,7 +487,7 @@ def _drop_bad(
     s1_groups: list[list[pystac.Item]],
     s2_keys: Sequence[str],
     s1_keys: Sequence[str],
-    gbox: Any,
+    gbox: GeoBox,
     retry: RetryPolicy,
     gdal_env: Mapping[str, str],
 ) -> tuple[list[list[pystac.Item]], list[int | None]]:
@@ -515,7 +515,7 @@ def _source_fingerprint(
     s2_assets: Mapping[str, str],
     s1_assets: Mapping[str, str],
     extra: Mapping[str, str],
-    gbox: Any,
+    gbox: GeoBox,
     chunks: int,
     index: Mapping[str, AssetRef],
 ) -> str:

@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -30,7 +29,7 @@ from clearcube.pipeline.seams import seam_score
 from clearcube.pipeline.tiles import plan_tiles
 
 
-def register(subparsers: Any) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add ``seams``."""
     p = subparsers.add_parser(
         "seams",

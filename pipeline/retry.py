@@ -28,6 +28,7 @@ from typing import Any, TypeVar
 import pystac
 import rasterio
 import rasterio.errors
+from odc.geo.geobox import GeoBox
 from odc.loader._rio import RioDriver
 from rasterio.windows import from_bounds
 
@@ -268,7 +269,7 @@ def retrying_driver(
 def find_bad_assets(
     items: Sequence[pystac.Item],
     keys: Sequence[str],
-    geobox: Any,
+    geobox: GeoBox,
     policy: RetryPolicy,
     gdal_env: Mapping[str, str] | None = None,
 ) -> dict[str, str]:

@@ -22,7 +22,7 @@ DEMO_SAMPLES = 2
 DEMO_OUT = Path("out/demo")
 
 
-def register(subparsers: Any) -> None:
+def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add ``run`` and ``demo``."""
     run = subparsers.add_parser(
         "run",

@@ -55,7 +55,7 @@ def build_stac_item(
     assets: Mapping[str, str | Path],
     band_names: Sequence[str],
     properties: Mapping[str, Any],
-) -> Any:
+) -> pystac.Item:
     """Build the ``pystac.Item`` of a composite.
 
     Args:
@@ -137,7 +137,7 @@ _CLASSIFICATION = "https://stac-extensions.github.io/classification/v2.0.0/schem
 _RASTER = "https://stac-extensions.github.io/raster/v1.1.0/schema.json"
 
 
-def _describe_provenance(item: Any, asset: Any) -> None:
+def _describe_provenance(item: pystac.Item, asset: pystac.Asset) -> None:
     """One uint16 band of classes 0-3, described with the classification extension."""
     asset.description = "Where each composite pixel comes from: " + "; ".join(
         f"{v} {n}" for v, n, _ in PROVENANCE_CLASSES
@@ -152,7 +152,7 @@ def _describe_provenance(item: Any, asset: Any) -> None:
             item.stac_extensions.append(uri)
 
 
-def write_stac_item(item: Any, path: str | Path) -> Path:
+def write_stac_item(item: pystac.Item, path: str | Path) -> Path:
     """Write ``item`` as JSON at ``path`` with asset hrefs relative to its folder; return the path."""
     path = Path(path)
     data = item.to_dict(include_self_link=False)
