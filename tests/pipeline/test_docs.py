@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import PERIOD, REGION
+from region_fixtures import PERIOD, REGION
 
 from clearcube.pipeline.cli import build_parser
 
