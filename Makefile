@@ -17,7 +17,7 @@ demo: env
 lint: env
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy clearcube catalogs pipeline model deploy
+	VENV=$(VENV) bash scripts/typecheck
 
 test: lint
 	bash scripts/system-deps.sh

@@ -65,7 +65,7 @@ def install_log_redaction() -> None:
         return
 
     def factory(*args: object, **kwargs: object) -> logging.LogRecord:
-        record = current(*args, **kwargs)  # type: ignore[arg-type]
+        record = current(*args, **kwargs)
         try:
             message = record.getMessage()
         except (TypeError, ValueError):  # a malformed record: leave it to logging to report

@@ -26,7 +26,7 @@ from __future__ import annotations
 import logging
 import tempfile
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -97,7 +97,10 @@ def fit(
             without a stored cloud mask are masked with s2cloudless here.
         checkpoint: the base checkpoint.
         out: where the fitted checkpoint goes (written atomically).
-        steps, batch_size, patch_size, lr: the fine-tuning run.
+        steps: optimiser steps of the fine-tuning run.
+        batch_size: samples per step.
+        patch_size: crop size of the training samples in pixels.
+        lr: AdamW learning rate.
         held_out: fraction of the region's columns (at its east edge) never trained on.
         seq_len: input dates per training sample.
         clear_threshold: largest cloud fraction of a target date.
@@ -133,7 +136,7 @@ def fit(
         temporal_weight = 0.0
     try:
         opened = cube if isinstance(cube, xr.Dataset) else xr.open_zarr(cube, consolidated=False)
-    except (OSError, ValueError, KeyError, zarr.errors.BaseZarrError) as exc:  # type: ignore[attr-defined]
+    except (OSError, ValueError, KeyError, zarr.errors.BaseZarrError) as exc:
         raise BadInputError(
             f"fit: {cube} is not a readable Zarr cube ({type(exc).__name__}); build one with "
             "`clearcube cube`"
@@ -202,7 +205,7 @@ def fit(
 def held_out_rmse(
     net: torch.nn.Module,
     cfg: ModelConfig,
-    samples: list[Mapping[str, torch.Tensor]],
+    samples: Sequence[Mapping[str, torch.Tensor]],
     steps: int,
     seed: int,
     device: torch.device,

@@ -31,6 +31,8 @@ from clearcube.model.config import ModelConfig
 from clearcube.model.train_config import TrainConfig
 from clearcube.model.unet import UNet, count_parameters
 
+#: What the training loop draws batches from: samples as dicts of tensors.
+Samples = Dataset[dict[str, torch.Tensor]]
 log = logging.getLogger(__name__)
 
 Batch = Mapping[str, Tensor]
@@ -45,7 +47,7 @@ def train(
     *,
     progress: Progress | None = None,
     loss_fn: LossFn | None = None,
-    datasets: tuple[Dataset, Dataset | None] | None = None,
+    datasets: tuple[Samples, Samples | None] | None = None,
 ) -> Path:
     """Train (or resume training) a SeqDMs network and return the path of its last checkpoint.
 
@@ -105,7 +107,7 @@ def train(
         if not torch.isfinite(loss):
             raise ClearcubeError(f"loss became {loss.item()} at step {step}; lower lr or use fp32")
         opt.zero_grad(set_to_none=True)
-        scaler.scale(loss).backward()
+        scaler.scale(loss).backward()  # type: ignore[no-untyped-call]
         scaler.unscale_(opt)
         grad_norm = _clip(net, cfg.grad_clip)
         scaler.step(opt)
@@ -148,7 +150,7 @@ def train(
     return last
 
 
-def build_datasets(cfg: TrainConfig, model_cfg: ModelConfig) -> tuple[Dataset, Dataset | None]:
+def build_datasets(cfg: TrainConfig, model_cfg: ModelConfig) -> tuple[Samples, Samples | None]:
     """Training and validation datasets of ``cfg.data`` (validation may be None)."""
     d = cfg.data
     if d.kind == "simulated":
@@ -158,9 +160,9 @@ def build_datasets(cfg: TrainConfig, model_cfg: ModelConfig) -> tuple[Dataset, D
     if d.kind == "sen12mscrts":
         from clearcube.model.data.sen12mscrts import Sen12mscrtsDataset
 
-        train_set = Sen12mscrtsDataset(d.path, split="train", seq_len=d.seq_len)
+        train_set: Samples = Sen12mscrtsDataset(d.path, split="train", seq_len=d.seq_len)
         try:
-            val: Dataset | None = Sen12mscrtsDataset(d.path, split="test", seq_len=d.seq_len)
+            val: Samples | None = Sen12mscrtsDataset(d.path, split="test", seq_len=d.seq_len)
         except BadInputError:
             val = None
         return train_set, val
@@ -193,7 +195,7 @@ def build_datasets(cfg: TrainConfig, model_cfg: ModelConfig) -> tuple[Dataset, D
     )
 
 
-def _simulated_datasets(cfg: TrainConfig, model_cfg: ModelConfig) -> tuple[Dataset, Dataset]:
+def _simulated_datasets(cfg: TrainConfig, model_cfg: ModelConfig) -> tuple[Samples, Samples]:
     """Cube samples from demo-generator landscapes: training seeds and held-out validation seeds."""
     from torch.utils.data import ConcatDataset
 
@@ -228,7 +230,7 @@ def _simulated_datasets(cfg: TrainConfig, model_cfg: ModelConfig) -> tuple[Datas
 
 @torch.no_grad()
 def validate(
-    net: nn.Module, val_set: Dataset, loss_fn: LossFn, cfg: TrainConfig, device: torch.device
+    net: nn.Module, val_set: Samples, loss_fn: LossFn, cfg: TrainConfig, device: torch.device
 ) -> dict[str, float]:
     """Mean validation loss with fixed noise, plus RMSE/PSNR (on [0, 1]) of the x̂_0 estimate.
 
@@ -262,7 +264,7 @@ def validate(
 def validate_fills(
     net: nn.Module,
     model_cfg: ModelConfig,
-    val_set: Dataset,
+    val_set: Samples,
     cfg: TrainConfig,
     device: torch.device,
     *,
@@ -314,8 +316,11 @@ def validate_fills(
 
 
 class StepBatchSampler(Sampler[list[int]]):
-    """Batches of indices for steps ``start+1 .. steps``: epoch e is a permutation seeded by
-    ``seed + e``, so a resumed run sees exactly the batches an uninterrupted one would."""
+    """Batches of indices for steps ``start+1 .. steps``.
+
+    Epoch e is a permutation seeded by ``seed + e``, so a resumed run sees exactly the batches
+    an uninterrupted one would.
+    """
 
     def __init__(self, n: int, batch_size: int, seed: int, start: int, steps: int):
         if n < 1:

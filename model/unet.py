@@ -29,7 +29,7 @@ from clearcube.model.nn import (
 class _Stage(nn.ModuleList):
     """A sequence of layers; residual blocks also receive the timestep embedding."""
 
-    def forward(self, x: Tensor, emb: Tensor) -> Tensor:  # type: ignore[override]
+    def forward(self, x: Tensor, emb: Tensor) -> Tensor:
         for layer in self:
             x = layer(x, emb) if isinstance(layer, ResBlock) else layer(x)
         return x

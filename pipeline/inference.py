@@ -113,9 +113,15 @@ def read_tile_inputs(
     group = zarr.open_group(cube_path, mode="r")
     index = np.asarray(dates, dtype=np.int64)
     rows, cols = tile.window
-    s2 = np.asarray(group["s2"].get_orthogonal_selection((index, slice(None), rows, cols)))  # type: ignore[union-attr,arg-type]
-    s1 = np.asarray(group["s1"].get_orthogonal_selection((index, slice(None), rows, cols)))  # type: ignore[union-attr,arg-type]
-    cloud = np.asarray(group["cloud"].get_orthogonal_selection((index, rows, cols)), dtype=bool)  # type: ignore[union-attr,arg-type]
+
+    def pick(name: str, selection: tuple[Any, ...]) -> np.ndarray:
+        array = group[name]
+        assert isinstance(array, zarr.Array), f"{cube_path}/{name} is not an array"
+        return np.asarray(array.get_orthogonal_selection(selection))
+
+    s2 = pick("s2", (index, slice(None), rows, cols))
+    s1 = pick("s1", (index, slice(None), rows, cols))
+    cloud = pick("cloud", (index, rows, cols)).astype(bool)
     known = ~cloud & np.all(s2 > 0, axis=1)  # DN 0 is nodata
     return s2, s1.astype(np.float32), known
 
@@ -174,7 +180,7 @@ def sample_tile(
                 known=known_t,
                 sar=sar_t,
                 generator=noise,
-                sampler=spec.sampler,  # type: ignore[arg-type]
+                sampler=spec.sampler,
                 steps=spec.steps,
                 eta=spec.eta,
             )

@@ -113,7 +113,7 @@ class MosaicStore:
         return zarr.open_group(self.path, mode=mode)  # type: ignore[arg-type]
 
     def _array(self, name: str, mode: str = "r+") -> zarr.Array[Any]:
-        return zarr.open_array(f"{self.path}/{name}", mode=mode)  # type: ignore[arg-type]
+        return zarr.open_array(f"{self.path}/{name}", mode=mode)
 
     def array(self, product: str) -> zarr.Array[Any]:
         """The assembled ``(band, y, x)`` array of ``product`` (slice it; do not load it whole)."""
@@ -343,7 +343,7 @@ def spec_for_cube(
         products=products,
         layers=(("provenance", len(PROVENANCE)),),
         crs=str(cube.attrs.get("crs")),
-        transform=transform,  # type: ignore[arg-type]
+        transform=transform,
     )
 
 

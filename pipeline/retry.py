@@ -246,7 +246,7 @@ def retrying_driver(
 
     install_log_redaction()  # odc-loader logs failing hrefs, SAS tokens and all
 
-    class RetryingRioDriver(RioDriver):  # type: ignore[misc]
+    class RetryingRioDriver(RioDriver):
         """odc-loader's rasterio driver with retried, asset-naming reads."""
 
         def __init__(self) -> None:

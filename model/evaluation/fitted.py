@@ -59,7 +59,7 @@ class ClearPixels(Dataset[dict[str, torch.Tensor]]):
                  seed: int = 0):  # fmt: skip
         self.items = []
         for s in samples:
-            seen = ~s.cloud.all(axis=0)  # clear in at least one input date
+            seen = np.asarray(~s.cloud.all(axis=0), dtype=bool)  # clear in at least one input date
             first = np.argmax(~s.cloud, axis=0)  # the first input date showing each pixel
             value = np.take_along_axis(s.inputs, first[None, None], axis=0)[0]  # (C, H, W)
             mean = value[:, seen].mean(axis=1) if seen.any() else np.full(value.shape[0], 0.5)
