@@ -194,13 +194,18 @@ def item_datetime(item: pystac.Item) -> datetime:
 
 
 def item_epsg(item: pystac.Item) -> int | None:
-    """EPSG code from ``proj:epsg`` or ``proj:code`` (``"EPSG:32633"``), else ``None``."""
+    """EPSG code of an item: ``proj:code`` (``"EPSG:32633"``), else ``proj:epsg``, else None.
+
+    ``proj:code`` first: projection extension v2 replaced ``proj:epsg`` with it, so an item
+    carrying both was written (or updated) for v2 and ``proj:code`` is the current statement.
+    """
     props = item.properties
-    if isinstance(props.get("proj:epsg"), int):
-        return int(props["proj:epsg"])
     code = str(props.get("proj:code") or "")
     if code.upper().startswith("EPSG:") and code[5:].isdigit():
         return int(code[5:])
+    epsg = props.get("proj:epsg")
+    if isinstance(epsg, int) or (isinstance(epsg, str) and epsg.isdigit()):
+        return int(epsg)
     return None
 
 
@@ -323,11 +328,23 @@ def pair_nearest(
     Ties go to the earlier S1 scene.
     """
     pairs: dict[str, str | None] = {}
+    times = [r.datetime for r in s1]
     for scene in s2:
-        best = min(s1, key=lambda r: (abs(r.datetime - scene.datetime), r.datetime), default=None)
-        ok = best is not None and abs(best.datetime - scene.datetime) <= tolerance
-        pairs[scene.id] = best.id if ok and best is not None else None
+        k = nearest_in_time(scene.datetime, times, tolerance)
+        pairs[scene.id] = None if k is None else s1[k].id
     return MappingProxyType(pairs)
+
+
+def nearest_in_time(when: datetime, times: Sequence[datetime], tolerance: timedelta) -> int | None:
+    """Index of the time nearest ``when`` within ``tolerance`` (ties: the earlier), else None.
+
+    The one pairing rule of clearcube: the search pairs scenes with it and the cube loader
+    pairs dates with it when no pairing is given.
+    """
+    best = min(range(len(times)), key=lambda k: (abs(times[k] - when), times[k]), default=None)
+    if best is None or abs(times[best] - when) > tolerance:
+        return None
+    return best
 
 
 def _place(scene: S2Scene | S1Scene) -> object:

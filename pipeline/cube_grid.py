@@ -1,4 +1,4 @@
-"""The cube's target grid: bbox checks, the default UTM zone and the snapped odc-geo GeoBox."""
+"""The cube's target grid: the default UTM zone and the snapped odc-geo GeoBox."""
 
 from __future__ import annotations
 
@@ -10,35 +10,11 @@ import pystac
 from odc.geo.geobox import GeoBox
 from odc.geo.geom import BoundingBox
 
+from clearcube.catalogs.records import item_epsg
+from clearcube.catalogs.search import BBox
 from clearcube.errors import BadInputError
 
-BBox = tuple[float, float, float, float]
-
-__all__ = ["BBox", "check_bbox", "default_crs", "item_epsg", "target_geobox"]
-
-
-def check_bbox(bbox: Sequence[float]) -> BBox:
-    """Return ``bbox`` as a float 4-tuple, or raise BadInputError if inverted or out of range."""
-    if len(bbox) != 4:
-        raise BadInputError(f"bbox needs 4 numbers W S E N, got {list(bbox)}")
-    w, s, e, n = (float(v) for v in bbox)
-    if not (-180 <= w <= 180 and -180 <= e <= 180 and -90 <= s <= 90 and -90 <= n <= 90):
-        raise BadInputError(
-            f"bbox {[w, s, e, n]} is out of range; give WGS84 degrees W S E N "
-            "with longitudes in [-180, 180] and latitudes in [-90, 90]"
-        )
-    if w >= e or s >= n:
-        raise BadInputError(f"bbox {[w, s, e, n]} is inverted or empty; give it as W S E N")
-    return (w, s, e, n)
-
-
-def item_epsg(item: pystac.Item) -> int | None:
-    """EPSG code of an item (``proj:code`` ``EPSG:n`` or ``proj:epsg``), if it says."""
-    code = item.properties.get("proj:code")
-    if isinstance(code, str) and code.upper().startswith("EPSG:"):
-        return int(code.split(":", 1)[1])
-    epsg = item.properties.get("proj:epsg")
-    return int(epsg) if epsg is not None else None
+__all__ = ["BBox", "default_crs", "target_geobox"]
 
 
 def default_crs(items: Sequence[pystac.Item], bbox: BBox) -> str:

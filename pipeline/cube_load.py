@@ -37,10 +37,16 @@ from odc.geo.geobox import GeoBox
 
 from clearcube.bands import EARTH_SEARCH_ASSETS, S1_BANDS, S2_BANDS
 from clearcube.catalogs.radiometry import S1Units, s1_conversion, s2_conversion
-from clearcube.catalogs.records import SceneSet, s1_acquisitions
+from clearcube.catalogs.records import (
+    DEFAULT_PAIR_TOLERANCE,
+    SceneSet,
+    nearest_in_time,
+    s1_acquisitions,
+)
+from clearcube.catalogs.search import BBox, validate_bbox
 from clearcube.errors import BadInputError
 from clearcube.fingerprint import fingerprint
-from clearcube.pipeline.cube_grid import BBox, check_bbox, default_crs, target_geobox
+from clearcube.pipeline.cube_grid import default_crs, target_geobox
 from clearcube.pipeline.retry import (
     AssetRef,
     RetryPolicy,
@@ -53,8 +59,6 @@ log = logging.getLogger(__name__)
 
 #: Default y/x chunk edge in pixels (one tile).
 DEFAULT_CHUNK = 256
-#: Largest gap between an S2 date and the S1 acquisition paired to it when no pairing is given.
-PAIR_TOLERANCE = timedelta(days=3)
 
 
 def check_assets(items: Sequence[pystac.Item], assets: Mapping[str, str], kind: str) -> None:
@@ -106,7 +110,7 @@ def pair_dates(
     """For each S2 date, the index of its S1 date (or None).
 
     With ``s1_pairing`` (S2 item id -> S1 item id) the first paired item of a date decides; without
-    it, the S1 date nearest in time within :data:`PAIR_TOLERANCE`.
+    it, the S1 date nearest in time within the search's tolerance (``DEFAULT_PAIR_TOLERANCE``).
     """
     s1_index = {item.id: k for k, group in enumerate(s1_groups) for item in group}
     out: list[int | None] = []
@@ -121,10 +125,8 @@ def pair_dates(
                 )
             out.append(None if chosen is None else s1_index[chosen])
             continue
-        when = _when(group[0])
-        gaps = [(abs(_when(g[0]) - when), k) for k, g in enumerate(s1_groups)]
-        best = min(gaps, default=None)
-        out.append(best[1] if best is not None and best[0] <= PAIR_TOLERANCE else None)
+        s1_times = [_when(g[0]) for g in s1_groups]
+        out.append(nearest_in_time(_when(group[0]), s1_times, DEFAULT_PAIR_TOLERANCE))
     return out
 
 
@@ -190,7 +192,7 @@ def load_cube(
             date unreadable with ``skip_bad_assets``, an item whose Sentinel-2 offset or
             Sentinel-1 units its metadata cannot establish (or that are uncalibrated amplitude).
     """
-    box = check_bbox(bbox)
+    box = validate_bbox(bbox)
     if not s2_items:
         raise BadInputError(
             f"no Sentinel-2 items for bbox {list(box)}; widen the dates or raise --max-cloud"

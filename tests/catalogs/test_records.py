@@ -131,6 +131,10 @@ def test_epsg_level_and_time_fields() -> None:
     )
     scene = s2_scene(item, level="L1C")
     assert scene.epsg == 32632 and item_epsg(make_item("x", T0, props={"proj:epsg": 4326})) == 4326
+    # both fields: proj:code (projection extension v2) is the current statement
+    both = make_item("y", T0, props={"proj:code": "EPSG:32633", "proj:epsg": 32632})
+    assert item_epsg(both) == 32633
+    assert item_epsg(make_item("z", T0, props={"proj:code": "IAU_2015:30100"})) is None
     assert scene.level == "L2A"  # the id says so, whatever was asked
     assert scene.platform == "sentinel-2b" and scene.cloud_cover == 12.5
     assert scene.datetime == datetime(2024, 5, 12, 12, 15, tzinfo=UTC)

@@ -188,7 +188,7 @@ def test_missing_bands_are_named_before_loading(tmp_path: Path, scenes) -> None:
         ((15.1, 46.0, 15.0, 46.1), "inverted"),
         ((15.0, 46.1, 15.1, 46.0), "inverted"),
         ((190.0, 46.0, 191.0, 46.1), "out of range"),
-        ((15.0, 46.0, 15.1), "4 numbers"),
+        ((15.0, 46.0, 15.1), "not four finite numbers"),
     ],
 )
 def test_bad_bbox_is_refused(scenes, bbox, match: str) -> None:
