@@ -264,7 +264,3 @@ def default_checkpoint_path(level: str = "L1C") -> Path:
 
 def _cpu(state: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     return {k: v.detach().to("cpu") for k, v in state.items()}
-
-
-#: Short alias used by the issue text: ``checkpoint.save(path, net, cfg, step=...)``.
-save = save_checkpoint

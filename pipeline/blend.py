@@ -23,7 +23,6 @@ keeps them (to float rounding).
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
 from typing import Literal
 
 import numpy as np
@@ -36,8 +35,6 @@ __all__ = [
     "accumulate",
     "axis_ramps",
     "axis_weight",
-    "blend_tiles",
-    "finalize",
     "tile_weight",
     "weighted",
 ]
@@ -165,39 +162,3 @@ def accumulate(
     acc[..., rows, cols] += tile_data[..., trows, tcols] * weight[trows, tcols]
     if wsum is not None:
         wsum[rows, cols] += weight[trows, tcols]
-
-
-def finalize(acc: np.ndarray, wsum: np.ndarray) -> np.ndarray:
-    """``acc / wsum`` as float32; pixels no tile covered (``wsum == 0``) become NaN."""
-    covered = wsum > 0
-    out = np.full(acc.shape, np.nan, dtype=np.float32)
-    np.divide(acc, wsum, out=out, where=np.broadcast_to(covered, acc.shape), casting="unsafe")
-    return out
-
-
-def blend_tiles(
-    plan: TilePlan,
-    tile_arrays: Mapping[Tile, np.ndarray] | Iterable[tuple[Tile, np.ndarray]],
-    *,
-    taper: Taper = "cosine",
-) -> np.ndarray:
-    """Blend tiles ``(..., h, w)`` into the full ``(..., height, width)`` float32 grid.
-
-    The weights are renormalised by their sum, so a subset of the tiles still gives a weighted
-    mean where they reach (and NaN where no tile does).
-    """
-    items = tile_arrays.items() if isinstance(tile_arrays, Mapping) else tile_arrays
-    acc: np.ndarray | None = None
-    wsum = np.zeros((plan.height, plan.width), dtype=np.float64)
-    for tile, data in items:
-        data = np.asarray(data)
-        if data.shape[-2:] != plan.tile_shape:
-            raise BadInputError(
-                f"tile {tile.index} has shape {data.shape[-2:]}, the plan's tiles are {plan.tile_shape}"
-            )
-        if acc is None:
-            acc = np.zeros((*data.shape[:-2], plan.height, plan.width), dtype=np.float64)
-        accumulate(acc, wsum, data, tile, weight=tile_weight(plan, tile, taper=taper))
-    if acc is None:
-        raise BadInputError("no tiles to blend; compute at least one tile first")
-    return finalize(acc, wsum)

@@ -79,7 +79,7 @@ class MosaicSpec:
     def to_json(self) -> dict[str, Any]:
         """A JSON-ready dict (the inverse of :meth:`from_json`)."""
         out = asdict(self)
-        out["plan"] = {k: out["plan"][k] for k in ("height", "width", "tile", "overlap", "halo")}
+        out["plan"] = {k: out["plan"][k] for k in ("height", "width", "tile", "overlap")}
         plain: dict[str, Any] = json.loads(json.dumps(out))  # tuples -> lists, as stored
         return plain
 
@@ -196,15 +196,6 @@ class MosaicStore:
                 )
             self._array(name)[:, rows, cols] = acc.astype(np.float32)
 
-    def assemble(self, progress: Callable[[int, int], None] | None = None) -> None:
-        """Assemble every output window (sequentially) and mark the store complete."""
-        windows = list(self.output_windows())
-        for i, (rows, cols) in enumerate(windows):
-            self.assemble_window(rows, cols)
-            if progress is not None:
-                progress(i + 1, len(windows))
-        self.mark_complete()
-
     @property
     def complete(self) -> bool:
         """True once every product is assembled."""
@@ -301,21 +292,6 @@ def open_mosaic(path: str | Path, spec: MosaicSpec) -> MosaicStore:
             "choose another --out or delete that folder"
         )
     return MosaicStore(str(path), spec)
-
-
-def fill_mosaic(
-    store: MosaicStore,
-    compute: Callable[[Tile], Mapping[str, np.ndarray]],
-    *,
-    progress: Callable[[int, int], None] | None = None,
-) -> int:
-    """Compute and store every pending tile in order (no cluster); return how many were computed."""
-    pending = store.pending()
-    for i, tile in enumerate(pending):
-        store.write_tile(tile, compute(tile))
-        if progress is not None:
-            progress(i + 1, len(pending))
-    return len(pending)
 
 
 def spec_for_cube(

