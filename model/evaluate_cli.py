@@ -90,6 +90,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument(
         "--steps", type=int, default=50, help="sampling steps of the model method (default 50)"
     )
+    p.add_argument(
+        "--samples", type=int, default=1,
+        help="K: the model methods' fill is the mean of K samples, as the pipeline's (default 1)",
+    )  # fmt: skip
     p.add_argument("--device", default="cpu", help="torch device of the model method (default cpu)")
     p.add_argument("--out", required=True, type=Path, help="output folder for the report files")
     p.add_argument("--lengths", default="3,4,5", help="input sequence lengths L (default 3,4,5)")
@@ -149,13 +153,14 @@ def _methods(args: argparse.Namespace, samples: list[Any]) -> dict[str, Any]:
                 steps=args.steps,
                 seed=args.seed,
                 device=args.device,
+                samples=args.samples,
             )
         elif name == "fitted":
             from clearcube.model.evaluation.fitted import fitted_method
 
             methods[name] = fitted_method(
                 args.checkpoint, samples, sampler=args.sampler, steps=args.steps,
-                seed=args.seed, device=args.device,
+                seed=args.seed, device=args.device, draws=args.samples,
             )  # fmt: skip
         else:
             methods[name] = baseline_method(name)
@@ -224,6 +229,7 @@ def run(args: argparse.Namespace) -> int:
         "seed": args.seed,
         "sampler": args.sampler,
         "steps": args.steps,
+        "samples": args.samples,
         "checkpoint": args.checkpoint,
     }
     command = (
@@ -231,6 +237,7 @@ def run(args: argparse.Namespace) -> int:
         f" --seed {args.seed} --patch {args.patch} --out {args.out}"
         + (
             f" --checkpoint {args.checkpoint} --sampler {args.sampler} --steps {args.steps}"
+            + (f" --samples {args.samples}" if args.samples > 1 else "")
             if args.checkpoint and {"model", "fitted"} & set(methods)
             else ""
         )

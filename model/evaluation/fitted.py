@@ -99,8 +99,12 @@ def fitted_method(
     seed: int = 0,
     device: str = "cpu",
     fit_steps: int = 300,
+    draws: int = 1,
 ) -> Method:
-    """Cross-fit ``checkpoint`` on the two tile folds of ``samples``; return the method."""
+    """Cross-fit ``checkpoint`` on the two tile folds of ``samples``; return the method.
+
+    Each fill is the mean of ``draws`` SeqTIS samples (K, as the pipeline's composite).
+    """
     folds: dict[int, list[EvalSample]] = {0: [], 1: []}
     for s in samples:
         fold = tile_fold(s)
@@ -128,7 +132,10 @@ def fitted_method(
         if fold is None or fold not in models:
             return np.full(sample.target.shape, np.nan)  # not part of the protocol
         net, cfg = models[fold]
-        return fill_sample(net, cfg, sample, sampler=sampler, steps=steps, seed=seed, device=device)
+        return fill_sample(
+            net, cfg, sample, sampler=sampler, steps=steps, seed=seed, device=device,
+            samples=draws,
+        )  # fmt: skip
 
     run.__name__ = "fitted"
     return run

@@ -44,8 +44,11 @@ def model_method(
     steps: int = 50,
     seed: int = 0,
     device: str = "cpu",
+    samples: int = 1,
 ) -> Method:
     """Load ``checkpoint`` once and return a method reconstructing each sample with SeqTIS.
+
+    With ``samples`` K > 1 the fill is the mean of K draws, as the pipeline's composite is.
 
     Raises:
         BadInputError: no checkpoint given.
@@ -57,16 +60,27 @@ def model_method(
     net, cfg, _ = load_checkpoint(checkpoint, device=device)
 
     def run(sample: EvalSample) -> np.ndarray:
-        return fill_sample(net, cfg, sample, sampler=sampler, steps=steps, seed=seed, device=device)
+        return fill_sample(
+            net, cfg, sample, sampler=sampler, steps=steps, seed=seed, device=device,
+            samples=samples,
+        )  # fmt: skip
 
     run.__name__ = "model"
     return run
 
 
 def fill_sample(
-    net: Any, cfg: Any, sample: EvalSample, *, sampler: str, steps: int, seed: int, device: str
+    net: Any,
+    cfg: Any,
+    sample: EvalSample,
+    *,
+    sampler: str,
+    steps: int,
+    seed: int,
+    device: str,
+    samples: int = 1,
 ) -> np.ndarray:
-    """One SeqTIS fill of an evaluation sample, ``(C, H, W)`` on [0, 1].
+    """One SeqTIS fill of an evaluation sample, ``(C, H, W)`` on [0, 1] (the mean of K draws).
 
     Optical [0, 1] → [-1, 1]; SAR dB → [-1, 1] (clipped to [-25, 0]); ``known = ~cloud``; the
     noise seeded from ``seed`` and the sample's name, so every method that fills a sample with
@@ -84,16 +98,19 @@ def fill_sample(
     else:
         sar_db = np.nan_to_num(s1_to_model(sample.sar)).astype(np.float32)
     sar = torch.from_numpy(sar_db)[None].to(device)
+    draws = []
     with torch.no_grad():
-        x0 = fill_gaps(
-            net,
-            cfg,
-            observed=observed,
-            known=known,
-            sar=sar,
-            generator=generator,
-            sampler=sampler,  # type: ignore[arg-type]
-            steps=steps,
-        )
-    filled: np.ndarray = ((x0[0].clamp(-1, 1) + 1.0) / 2.0).double().cpu().numpy()
+        for _ in range(samples):  # one generator: draw k continues where draw k-1 stopped
+            x0 = fill_gaps(
+                net,
+                cfg,
+                observed=observed,
+                known=known,
+                sar=sar,
+                generator=generator,
+                sampler=sampler,  # type: ignore[arg-type]
+                steps=steps,
+            )
+            draws.append(((x0[0].clamp(-1, 1) + 1.0) / 2.0).double().cpu().numpy())
+    filled: np.ndarray = np.mean(draws, axis=0)
     return filled

@@ -179,3 +179,43 @@ def test_evaluate_cli_bad_inputs_exit_2(
     )
     assert "needs a checkpoint" in capsys.readouterr().err
     assert main(["evaluate", "--data", str(tmp_path / "nope"), "--out", str(tmp_path)]) == 2
+
+
+def test_model_fill_with_k_samples_is_the_mean_of_k_draws(tmp_path: Path) -> None:
+    """``--samples K`` scores what the pipeline writes: the mean of K SeqTIS draws."""
+    import zlib
+
+    import torch
+
+    from clearcube.model.checkpoint import load_checkpoint, save_checkpoint
+    from clearcube.model.config import preset
+    from clearcube.model.evaluation.model_method import fill_sample
+    from clearcube.model.evaluation.samples import EvalSample
+    from clearcube.model.fill import fill_gaps
+    from clearcube.model.unet import UNet
+
+    torch.manual_seed(0)
+    cfg = preset("cpu-tiny")
+    net, cfg, _ = load_checkpoint(save_checkpoint(tmp_path / "t.pt", UNet(cfg.unet), cfg, step=0))
+    rng = np.random.default_rng(0)
+    cloud = np.zeros((2, 16, 16), dtype=bool)
+    cloud[:, 4:12, 4:12] = True
+    sample = EvalSample(
+        name="k", inputs=rng.uniform(0.05, 0.3, (2, 13, 16, 16)).astype(np.float32),
+        cloud=cloud, target=rng.uniform(0.05, 0.3, (13, 16, 16)).astype(np.float32),
+    )  # fmt: skip
+    kw = {"sampler": "ddim", "steps": 2, "seed": 3, "device": "cpu"}
+    one, two = fill_sample(net, cfg, sample, **kw), fill_sample(net, cfg, sample, samples=2, **kw)
+    # the oracle: two draws from one generator seeded as the method seeds it
+    generator = torch.Generator().manual_seed(3 ^ zlib.crc32(b"k"))
+    draws = []
+    for _ in range(2):
+        x0 = fill_gaps(
+            net, cfg, observed=torch.from_numpy(sample.inputs * 2 - 1)[None],
+            known=torch.from_numpy(~cloud)[None, :, None], sar=torch.zeros(1, 2, 2, 16, 16),
+            generator=generator, sampler="ddim", steps=2,
+        )  # fmt: skip
+        draws.append(((x0[0].clamp(-1, 1) + 1) / 2).double().numpy())
+    np.testing.assert_allclose(one, draws[0], atol=1e-6)
+    np.testing.assert_allclose(two, (draws[0] + draws[1]) / 2, atol=1e-6)
+    assert not np.allclose(two[:, 4:12, 4:12], one[:, 4:12, 4:12])  # the second draw counts
