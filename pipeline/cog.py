@@ -42,6 +42,7 @@ from clearcube.bands import DN_PER_REFLECTANCE
 from clearcube.errors import BadInputError, ClearcubeError
 from clearcube.pipeline.mosaic import MosaicStore
 from clearcube.pipeline.provenance import ProvenanceView
+from clearcube.pipeline.tiles import window_grid
 
 __all__ = ["COMPOSITE", "UNCERTAINTY", "CogEncoding", "quantise", "write_cog", "write_mosaic_cogs"]
 
@@ -96,15 +97,6 @@ def quantise(values: np.ndarray, encoding: CogEncoding) -> np.ndarray:
     out = values.astype(np.float32)
     out[missing] = np.float32(encoding.nodata)
     return out
-
-
-def _windows(height: int, width: int, window: tuple[int, int]) -> list[tuple[slice, slice]]:
-    rows, cols = window
-    return [
-        (slice(y, min(y + rows, height)), slice(x, min(x + cols, width)))
-        for y in range(0, height, rows)
-        for x in range(0, width, cols)
-    ]
 
 
 def write_cog(
@@ -162,7 +154,7 @@ def write_cog(
             if encoding.dtype == "uint16":
                 dst.scales = (1.0 / encoding.scale,) * bands
             dst.update_tags(**dict(tags))
-            windows = _windows(height, width, window)
+            windows = window_grid(height, width, *window)
             for i, (rows, cols) in enumerate(windows):
                 block = quantise(np.asarray(source[:, rows, cols]), encoding)
                 dst.write(block, window=((rows.start, rows.stop), (cols.start, cols.stop)))

@@ -23,6 +23,7 @@ from dask.base import tokenize
 
 from clearcube.errors import BadInputError
 from clearcube.fingerprint import fingerprint
+from clearcube.pipeline.tiles import window_grid
 
 log = logging.getLogger(__name__)
 
@@ -38,12 +39,7 @@ Region = tuple[slice, slice]
 
 def plan_regions(shape_yx: tuple[int, int], region_size: int) -> list[Region]:
     """Row-major ``(y, x)`` slices of ``region_size`` covering the grid; edge regions smaller."""
-    ny, nx = shape_yx
-    return [
-        (slice(y, min(y + region_size, ny)), slice(x, min(x + region_size, nx)))
-        for y in range(0, ny, region_size)
-        for x in range(0, nx, region_size)
-    ]
+    return window_grid(*shape_yx, region_size, region_size)
 
 
 def _chunk_yx(ds: xr.Dataset) -> tuple[int, int]:

@@ -43,7 +43,7 @@ from clearcube.fingerprint import fingerprint
 from clearcube.pipeline.blend import Taper, accumulate, weighted
 from clearcube.pipeline.cube_store import open_cube
 from clearcube.pipeline.provenance import PROVENANCE
-from clearcube.pipeline.tiles import Tile, TilePlan, plan_tiles
+from clearcube.pipeline.tiles import Tile, TilePlan, plan_tiles, window_grid
 
 if TYPE_CHECKING:
     from distributed import Client
@@ -167,9 +167,7 @@ class MosaicStore:
     def output_windows(self) -> Iterator[tuple[slice, slice]]:
         """The output chunk windows ``(rows, cols)``, row-major: one assembly task each."""
         plan, chunk = self.spec.plan, self.spec.chunk
-        for y in range(0, plan.height, chunk):
-            for x in range(0, plan.width, chunk):
-                yield slice(y, min(y + chunk, plan.height)), slice(x, min(x + chunk, plan.width))
+        yield from window_grid(plan.height, plan.width, chunk, chunk)
 
     def assemble_window(self, rows: slice, cols: slice) -> None:
         """Sum the pre-weighted tiles over one output window and write it to every product."""

@@ -27,7 +27,7 @@ from functools import cached_property
 
 from clearcube.errors import BadInputError
 
-__all__ = ["Tile", "TilePlan", "axis_starts", "plan_tiles"]
+__all__ = ["Tile", "TilePlan", "axis_starts", "plan_tiles", "window_grid"]
 
 
 @dataclass(frozen=True, order=True)
@@ -174,3 +174,16 @@ def plan_tiles(height: int, width: int, *, tile: int = 256, overlap: int = 32) -
         BadInputError: on an empty grid or an overlap outside ``[0, tile)``.
     """
     return TilePlan(height=height, width=width, tile=tile, overlap=overlap)
+
+
+def window_grid(height: int, width: int, rows: int, cols: int) -> list[tuple[slice, slice]]:
+    """Row-major ``(rows, cols)`` windows covering a ``height × width`` grid from ``(0, 0)``.
+
+    The one non-overlapping grid of clearcube: cube regions, mosaic output chunks and COG write
+    windows; the last window of a row or column is cut at the grid's edge.
+    """
+    return [
+        (slice(y, min(y + rows, height)), slice(x, min(x + cols, width)))
+        for y in range(0, height, rows)
+        for x in range(0, width, cols)
+    ]

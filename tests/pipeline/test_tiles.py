@@ -93,3 +93,15 @@ def test_intersecting_finds_exactly_the_tiles_touching_a_window() -> None:
 def test_bad_plans_are_refused(height: int, width: int, tile: int, overlap: int) -> None:
     with pytest.raises(BadInputError):
         plan_tiles(height, width, tile=tile, overlap=overlap)
+
+
+@settings(max_examples=50, deadline=None)
+@given(st.integers(1, 300), st.integers(1, 300), st.integers(1, 90), st.integers(1, 90))
+def test_window_grid_covers_every_pixel_exactly_once(height, width, rows, cols) -> None:  # type: ignore[no-untyped-def]
+    from clearcube.pipeline.tiles import window_grid
+
+    count = np.zeros((height, width), dtype=int)
+    for r, c in window_grid(height, width, rows, cols):
+        count[r, c] += 1
+        assert r.stop - r.start <= rows and c.stop - c.start <= cols
+    assert (count == 1).all()
