@@ -23,12 +23,18 @@ from typing import Any
 import numpy as np
 import torch
 from torch import Tensor, nn
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import ConcatDataset, DataLoader, Dataset, Sampler
 
 from clearcube import BadInputError, ClearcubeError
+from clearcube.model import metrics
+from clearcube.model.baselines import clear_mean_fill
 from clearcube.model.checkpoint import read_checkpoint, save_checkpoint
 from clearcube.model.config import ModelConfig
+from clearcube.model.data.cube_dataset import CubeDataset
+from clearcube.model.data.simulated import simulated_cubes
+from clearcube.model.fill import fill_gaps
 from clearcube.model.train_config import TrainConfig
+from clearcube.model.train_losses import make_loss_fn, make_reconstruction_fn
 from clearcube.model.unet import UNet, count_parameters
 
 #: What the training loop draws batches from: samples as dicts of tensors.
@@ -67,8 +73,6 @@ def train(
     if loss_fn is not None:
         val_fn = loss_fn
     else:
-        from clearcube.model.train_losses import make_loss_fn, make_reconstruction_fn
-
         loss_fn = make_loss_fn(
             model_cfg,
             temporal_weight=cfg.temporal_weight,
@@ -158,6 +162,8 @@ def build_datasets(cfg: TrainConfig, model_cfg: ModelConfig) -> tuple[Samples, S
     if not d.path:
         raise BadInputError("train: data.path is empty; give a Zarr cube or a SEN12MS-CR-TS root")
     if d.kind == "sen12mscrts":
+        # rasterio (the GeoTIFF reader) is not needed for simulated or Zarr data: a bare GPU
+        # machine with torch, xarray and scipy trains the demo model (scripts/train-demo.py)
         from clearcube.model.data.sen12mscrts import Sen12mscrtsDataset
 
         train_set: Samples = Sen12mscrtsDataset(d.path, split="train", seq_len=d.seq_len)
@@ -167,8 +173,6 @@ def build_datasets(cfg: TrainConfig, model_cfg: ModelConfig) -> tuple[Samples, S
             val = None
         return train_set, val
     if d.kind == "zarr":
-        from clearcube.model.data.cube_dataset import CubeDataset
-
         common: dict[str, Any] = {
             "seq_len": d.seq_len,
             "patch_size": d.patch_size,
@@ -197,11 +201,6 @@ def build_datasets(cfg: TrainConfig, model_cfg: ModelConfig) -> tuple[Samples, S
 
 def _simulated_datasets(cfg: TrainConfig, model_cfg: ModelConfig) -> tuple[Samples, Samples]:
     """Cube samples from demo-generator landscapes: training seeds and held-out validation seeds."""
-    from torch.utils.data import ConcatDataset
-
-    from clearcube.model.data.cube_dataset import CubeDataset
-    from clearcube.model.data.simulated import simulated_cubes
-
     d = cfg.data
     common: dict[str, Any] = {
         "seq_len": d.seq_len,
@@ -237,8 +236,6 @@ def validate(
     The x̂_0 figures come from ``loss_fn``'s optional ``"pred_x0"`` output (B, C, H, W) on the
     model scale; they are a cheap proxy of reconstruction quality, not a full sampler run.
     """
-    from clearcube.model import metrics
-
     net.eval()
     generator = torch.Generator(device=device).manual_seed(12345)
     loader = DataLoader(val_set, batch_size=cfg.batch_size, shuffle=False)
@@ -276,10 +273,6 @@ def validate_fills(
     for the model (DDIM, ``steps`` steps, fixed noise) and for the clear-mean fill of the same
     samples, so the log shows whether the model beats the baseline it must beat.
     """
-    from clearcube.model import metrics
-    from clearcube.model.baselines import clear_mean_fill
-    from clearcube.model.fill import fill_gaps
-
     net.eval()
     batch = next(iter(DataLoader(val_set, batch_size=cfg.batch_size, shuffle=False)))
     known = batch["known"].to(device)

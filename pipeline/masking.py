@@ -27,7 +27,7 @@ import dask.array as da
 import numpy as np
 import xarray as xr
 
-from clearcube.bands import S2_BANDS, SCL_CLOUD_CLASSES
+from clearcube.bands import DN_PER_REFLECTANCE, S2_BANDS, SCL_CLOUD_CLASSES
 from clearcube.errors import BadInputError
 
 MaskMethod = Literal["s2cloudless", "scl", "asset"]
@@ -48,8 +48,8 @@ class MaskConfig:
     """s2cloudless: radius in pixels of the averaging disk (paper: 4; 0 disables)."""
     dilation_size: int = 2
     """s2cloudless: radius in pixels of the dilation disk (paper: 2; 0 disables)."""
-    dn_scale: float = 1e-4
-    """s2cloudless: multiply the cube's values by this to get reflectance (DN x 1e-4)."""
+    dn_scale: float = 1.0 / DN_PER_REFLECTANCE
+    """s2cloudless: multiply the cube's values by this to get reflectance (1 / 10000 for DN)."""
     coarsen: int = 1
     """s2cloudless: classify means of coarsen x coarsen blocks (2 = 20 m, 4x cheaper). With dask,
     chunk y and x in multiples of it so that the result does not depend on the chunking."""
@@ -160,7 +160,7 @@ def _detector() -> Any:
 
 
 def s2cloudless_probability(
-    s2_dn: np.ndarray, *, dn_scale: float = 1e-4, coarsen: int = 1
+    s2_dn: np.ndarray, *, dn_scale: float = 1.0 / DN_PER_REFLECTANCE, coarsen: int = 1
 ) -> np.ndarray:
     """Per-pixel s2cloudless cloud probability.
 
@@ -254,7 +254,7 @@ def cloud_mask_s2cloudless(
     threshold: float = 0.4,
     average_over: int = 4,
     dilation_size: int = 2,
-    dn_scale: float = 1e-4,
+    dn_scale: float = 1.0 / DN_PER_REFLECTANCE,
 ) -> np.ndarray:
     """s2cloudless cloud mask of ``(T, 13, H, W)`` L1C data: ``(T, H, W)`` bool, True = cloud."""
     probability = s2cloudless_probability(s2_dn, dn_scale=dn_scale)

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from clearcube.bands import L2A_MISSING, S2_BANDS
+from clearcube.catalogs.profiles import Level
 from clearcube.catalogs.search import validate_bbox, validate_dates
 from clearcube.errors import BadInputError, redact
 from clearcube.model.checkpoint import checkpoint_sha256, default_checkpoint_path
@@ -24,8 +25,10 @@ from clearcube.pipeline.masking import MaskRequest
 
 #: The keyword arguments of :func:`make_options` that fill the :class:`ModelSpec`.
 MODEL_FIELDS = ("checkpoint", "sampler", "steps", "eta", "samples", "seed")
-#: ... and those that fill the :class:`MaskRequest` (``mask`` is its method).
+#: The keyword arguments that fill the :class:`MaskRequest` (``mask`` is its method).
 MASK_FIELDS = {"mask": "method", "mask_asset": "asset", "mask_values": "values"}
+#: The version of the output folder's layout (cube and mosaic fingerprints) in ``run.json``.
+RUN_LAYOUT = 2
 
 
 @dataclass(frozen=True)
@@ -69,7 +72,7 @@ class CompositeOptions:
     AWS account; without it they are refused before any read."""
 
     @property
-    def level(self) -> str:
+    def level(self) -> Level:
         """Sentinel-2 processing level the masking route needs."""
         return "L2A" if self.mask.method == "scl" else "L1C"
 
@@ -102,7 +105,7 @@ def make_options(bbox: Sequence[float], start: str, end: str, **kwargs: Any) -> 
     mask_args = {MASK_FIELDS[k]: kwargs.pop(k) for k in list(kwargs) if k in MASK_FIELDS}
     if mask_args.get("values") is not None:
         mask_args["values"] = tuple(int(v) for v in mask_args["values"])
-    mask = MaskRequest(**{k: v for k, v in mask_args.items() if v is not None or k == "asset"})
+    mask = MaskRequest(**mask_args)  # None for a field is refused by check(), as it must be
     mask.check()
     model_args = {k: kwargs.pop(k) for k in list(kwargs) if k in MODEL_FIELDS}
     checkpoint = model_args.get("checkpoint")
@@ -170,6 +173,9 @@ def run_record(opts: CompositeOptions) -> dict[str, Any]:
     record.update({k: getattr(opts.model, k) for k in MODEL_FIELDS if k != "checkpoint"})
     record["checkpoint_sha256"] = checkpoint_sha256(opts.model.checkpoint)
     record["mask"] = opts.mask.method
+    # What the folder's stores were written with: folders of a clearcube whose cube and mosaic
+    # fingerprints were computed otherwise lack it and are refused up front, not half-resumed.
+    record["layout"] = RUN_LAYOUT
     if opts.mask.method == "asset":  # keeps runs made before the asset route existed resumable
         record["mask_asset"] = opts.mask.asset
         record["mask_values"] = list(opts.mask.values)

@@ -105,8 +105,8 @@ def check_output_dir(out: Path, record: dict[str, Any]) -> None:
                 version = json.loads(stored.read_text()).get("clearcube", "?")
                 raise BadInputError(
                     f"--out {out} holds a run of clearcube {version}, whose record lacks "
-                    f"{', '.join(missing)}; delete the folder or choose another (its cube was "
-                    "loaded without this version's radiometric corrections)"
+                    f"{', '.join(missing)}; delete the folder or choose another (its stores "
+                    "were written by an older clearcube and cannot be resumed)"
                 )
             raise BadInputError(
                 f"--out {out} holds another run (different {', '.join(changed)}); "

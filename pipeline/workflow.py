@@ -160,7 +160,7 @@ def composite(
             scenes = search(
                 bbox=opts.bbox, start=opts.start, end=opts.end, max_cloud=opts.max_cloud,
                 profile=opts.profile, stac_url=opts.stac_url, collections=opts.collections,
-                level=opts.level, with_s1=opts.with_s1,  # type: ignore[arg-type]
+                level=opts.level, with_s1=opts.with_s1,
             )  # fmt: skip
             opts.mask.check_items(scenes.s2_items())
             warn_missing_sar(scenes, with_s1=opts.with_s1)

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from clearcube.bands import EARTH_SEARCH_ASSETS, S2_RESOLUTION
+from clearcube.bands import DN_PER_REFLECTANCE, EARTH_SEARCH_ASSETS, S2_RESOLUTION
 
 COG_TYPE = "image/tiff; application=geotiff; profile=cloud-optimized"
 EXTENSIONS = (
@@ -95,7 +95,7 @@ def band_asset(href: str, band: str, raster: RasterInfo) -> dict[str, Any]:
                 "nodata": 0,
                 "data_type": "uint16",
                 "spatial_resolution": res,
-                "scale": 0.0001,
+                "scale": 1.0 / DN_PER_REFLECTANCE,
                 "offset": 0.0,
             }
         ],

@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 import torch
+import xarray as xr
 from torch.utils.data import Dataset
 
 from clearcube import BadInputError
@@ -60,8 +61,6 @@ class CubeDataset(Dataset[dict[str, torch.Tensor]]):
             seed: base of every random choice.
             sar_dropout: probability of a sample without SAR (all SAR values 0).
         """
-        import xarray as xr
-
         if isinstance(cube, str | os.PathLike):
             cube = xr.open_zarr(cube)
         for var in ("s2", "s1"):

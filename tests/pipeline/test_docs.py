@@ -31,7 +31,7 @@ DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md")), ROOT / "deplo
 DEMO_CHECKPOINT = ROOT / "model" / "checkpoints" / "demo.pt"
 
 BLOCK = re.compile(
-    r"(?:<!--\s*docs-test:\s*(?P<mark>\w+)[^>]*-->\s*\n)?^```(?P<lang>[\w-]*)\n(?P<body>.*?)^```",
+    r"(?:<!--\s*docs-test:\s*(?P<mark>\w+)(?P<why>[^>]*)-->\s*\n)?^```(?P<lang>[\w-]*)\n(?P<body>.*?)^```",
     re.S | re.M,
 )
 
@@ -60,6 +60,7 @@ def blocks(path: Path) -> list[dict[str, Any]]:
         {
             "lang": m["lang"],
             "mark": m["mark"],
+            "why": (m["why"] or "").strip(),
             "body": m["body"],
             "line": text.count("\n", 0, m.start("body")) + 1,
         }
@@ -84,6 +85,11 @@ def test_every_code_block_is_run_or_marked() -> None:
             assert block["mark"] in ("flags", "skip"), (
                 f"{where}: a shell block needs <!-- docs-test: flags|skip (why) --> above it"
             )
+        for block in blocks(path):
+            if block["mark"] == "skip":
+                assert re.fullmatch(r"\(.{10,}\)", block["why"]), (
+                    f"{path.name}:{block['line']}: a skipped block says why, in parentheses"
+                )
 
 
 def _commands(body: str) -> list[list[str]]:
