@@ -76,14 +76,24 @@ def s1_day(t: int) -> date:
     return FIRST_S2 + timedelta(days=10 * t + (1 if t % 2 == 0 else -1))
 
 
-def simulate_s1_date(land: scene.Landscape, t: int, seed: int) -> tuple[date, np.ndarray]:
-    """Simulate the Sentinel-1 acquisition paired with S2 date ``t``: ``(day, dB (2, n, n))``."""
+def simulate_s1_date(
+    land: scene.Landscape,
+    t: int,
+    seed: int,
+    *,
+    backscatter: Callable[[np.ndarray], np.ndarray] | None = None,
+) -> tuple[date, np.ndarray]:
+    """Simulate the Sentinel-1 acquisition paired with S2 date ``t``: ``(day, dB (2, n, n))``.
+
+    ``backscatter`` (training data only, like ``surface`` of :func:`simulate_s2_date`) reworks
+    the speckle-free backscatter before the speckle is drawn.
+    """
     day = s1_day(t)
     rng = np.random.default_rng([seed, 3, t])
     mean = sar.mean_backscatter_db(
         land, day, moisture=float(rng.uniform()), wind=float(rng.uniform())
     )
-    return day, sar.add_speckle(mean, rng)
+    return day, sar.add_speckle(mean if backscatter is None else backscatter(mean), rng)
 
 
 def solar_position(moment: datetime, lon: float, lat: float) -> tuple[float, float]:

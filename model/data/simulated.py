@@ -21,12 +21,10 @@ import xarray as xr
 from scipy import ndimage
 
 from clearcube.bands import L2A_MISSING, S1_BANDS, S2_BANDS, S2_RESOLUTION
-from clearcube.simulation import sar
 from clearcube.simulation.scene import Landscape, make_landscape
 from clearcube.simulation.world import (
     DEMO_BBOX,
     block_mean,
-    s1_day,
     simulate_s1_date,
     simulate_s2_date,
     to_dn,
@@ -86,18 +84,19 @@ def simulated_s1(land: Landscape, t: int, seed: int, realism: Realism | None) ->
     """Sentinel-1 dB ``(2, n, n)`` of date ``t``: the generator's, reworked by ``realism``."""
     if realism is None:
         return simulate_s1_date(land, t, seed)[1]
-    rng = np.random.default_rng([seed, 3, t])
-    mean = sar.mean_backscatter_db(
-        land, s1_day(t), moisture=float(rng.uniform()), wind=float(rng.uniform())
-    )
-    extra = np.random.default_rng([seed, 7, t])
-    hidden = ndimage.gaussian_filter(extra.standard_normal(mean.shape[1:]).astype(np.float32), 12.0)
-    hidden *= realism.sar_field_db / max(float(hidden.std()), 1e-6)
-    for pol in range(mean.shape[0]):
-        centre = float(mean[pol].mean())
-        mean[pol] = centre + realism.sar_coupling * (mean[pol] - centre) + hidden
-        mean[pol] += realism.sar_offset_db
-    return sar.add_speckle(mean, rng)
+
+    def rework(mean: np.ndarray) -> np.ndarray:
+        extra = np.random.default_rng([seed, 7, t])
+        noise = extra.standard_normal(mean.shape[1:]).astype(np.float32)
+        hidden = ndimage.gaussian_filter(noise, 12.0)
+        hidden *= realism.sar_field_db / max(float(hidden.std()), 1e-6)
+        for pol in range(mean.shape[0]):
+            centre = float(mean[pol].mean())
+            mean[pol] = centre + realism.sar_coupling * (mean[pol] - centre) + hidden
+            mean[pol] += realism.sar_offset_db
+        return mean
+
+    return simulate_s1_date(land, t, seed, backscatter=rework)[1]
 
 
 def simulated_cube(
