@@ -159,6 +159,38 @@ class ScalingConfig:
 
 
 @dataclass(frozen=True)
+class ConsistencyConfig:
+    """A consistency student distilled from a SeqDMs teacher (CM-CR; model/consistency.py).
+
+    The student is the teacher's network shape; what makes it a consistency function
+    f(y, σ) = c_skip(σ)·y + c_out(σ)·F(c_in(σ)·y, t(σ), SAR) lives here. σ is the teacher's noise
+    level in variance-exploding form, σ_t = √((1 − ᾱ_t)/ᾱ_t), and y = x_t/√ᾱ_t.
+    """
+
+    sigma_data: float = 0.5
+    """σ_d of the boundary coefficients: the RMS of the training targets in diffusion space
+    (measured by ``clearcube distill``; the reference's 0.5 assumed RGB in [-1, 1])."""
+    sigma_min: float = 0.002
+    """σ at which f is the identity (the teacher's σ at its first step)."""
+    grid: tuple[int, ...] = ()
+    """Teacher steps of the N distillation grid points, ascending (the Karras grid snapped to
+    the teacher's discrete steps); the last one is σ_max, where sampling starts."""
+    rho: float = 7.0
+    """ρ of the Karras grid."""
+    ladder_low: float = 0.5
+    """Lowest σ of the default PDMSR ladder (K calls: K points Karras-spaced from σ_max down
+    to this, snapped to the grid)."""
+    teacher_sha256: str = ""
+    """SHA-256 of the teacher checkpoint the student was distilled from."""
+
+    def __post_init__(self) -> None:
+        if self.sigma_data <= 0 or self.sigma_min <= 0 or self.ladder_low <= 0:
+            raise BadInputError("consistency: sigma_data, sigma_min and ladder_low must be > 0")
+        if list(self.grid) != sorted(set(self.grid)):
+            raise BadInputError("consistency: grid must be distinct teacher steps, ascending")
+
+
+@dataclass(frozen=True)
 class ModelConfig:
     """Everything needed to rebuild a trained SeqDMs model, stored inside its checkpoint."""
 
@@ -172,6 +204,14 @@ class ModelConfig:
     """Sentinel-1 polarisations, in the order of the network's SAR channels."""
     scaling: ScalingConfig = field(default_factory=ScalingConfig)
     """Map from the [-1, 1] data scale to the diffusion space (identity: the paper)."""
+    consistency: ConsistencyConfig | None = None
+    """Set on a distilled consistency student (samplers ``consistency`` and ``pdmsr``); None
+    on a diffusion model (samplers ``ddim`` and ``ddpm``)."""
+
+    @property
+    def is_consistency(self) -> bool:
+        """True for a distilled consistency student."""
+        return self.consistency is not None
 
     def __post_init__(self) -> None:
         if not self.scaling.is_identity and len(self.scaling.s2_shift) != len(self.s2_bands):
@@ -195,6 +235,8 @@ class ModelConfig:
     def to_dict(self) -> dict[str, Any]:
         """Plain-type dict (lists, not tuples) that :meth:`from_dict` reads back."""
         plain: dict[str, Any] = _plain(dataclasses.asdict(self))
+        if plain["consistency"] is None:  # a diffusion model's dict stays as it always was
+            del plain["consistency"]
         return plain
 
     @classmethod
@@ -210,6 +252,10 @@ class ModelConfig:
             )
         if "scaling" in data:
             kwargs["scaling"] = dataclass_from_dict(ScalingConfig, data["scaling"], "model.scaling")
+        if data.get("consistency") is not None:
+            kwargs["consistency"] = dataclass_from_dict(
+                ConsistencyConfig, data["consistency"], "model.consistency"
+            )
         for key in ("s2_bands", "s1_bands"):
             if key in data:
                 kwargs[key] = tuple(str(b) for b in data[key])

@@ -20,7 +20,8 @@ the sampler's step 2 lands on, so the merged sample stays on one noise level.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import math
+from collections.abc import Callable, Sequence
 from typing import Literal
 
 import torch
@@ -318,3 +319,70 @@ def _fused_known(
         obs, cond.known, float(schedule.alphas_cumprod_prev[k]), eps_x
     )
     return fused
+
+
+def sample_pdmsr(
+    f: Callable[[Tensor, Tensor, Tensor], Tensor],
+    ladder: Sequence[int],
+    sigmas: Tensor,
+    *,
+    observed: Tensor,
+    known: Tensor,
+    sar: Tensor,
+    generator: NoiseSource | torch.Generator,
+    sigma_min: float,
+    clip_range: tuple[Tensor, Tensor] | None = None,
+    progress: Progress | None = None,
+) -> Tensor:
+    """Consistency sampling with the SeqTIS merge in x̂_0 space: 1 call, or K calls (PDMSR).
+
+    Progressive Denoising via Multistep Resampling: x̂_0 = f(y, σ_1) from y = x̃ + σ_1 z, then
+    for every lower level σ_k of the ladder the merged x̂_0 is re-noised to it,
+    y = x̂_0 + √(σ_k² − σ_min²)·z_k, and denoised again by f. Every x̂_0 is clipped to the data
+    range and merged (Eq. 26): pixels clear in some date take the mean of their clear values
+    (Eqs. 21-23 at ᾱ = 1), the rest the network's estimate. x̃ is that merge of zeros.
+
+    Args:
+        f: the consistency function ``f(y, step, cond) -> x̂_0`` (VE form,
+            :class:`~clearcube.model.consistency.ConsistencyFunction`).
+        ladder: teacher steps of σ_1 > ... > σ_K, descending (one step: the ``consistency``
+            sampler).
+        sigmas: σ of every teacher step, (T,).
+        observed: (B, L, C, H, W) optical dates in diffusion space.
+        known: (B, L, 1|C, H, W) bool, True = clear.
+        sar: (B, L, Cs, H, W) SAR dates; the condition is their mean (clean SAR, Eq. 20 at ᾱ = 1).
+        generator: a torch.Generator or a NoiseSource (e.g. CoordinateNoise for tiles).
+        sigma_min: the student's σ_min (re-noising adds √(σ² − σ_min²)).
+        clip_range: per-channel (lo, hi) of x̂_0 in diffusion space; None: [-1, 1].
+        progress: ``progress(i, K)`` after each network call.
+
+    Returns:
+        (B, C, H, W) the cloud-free estimate.
+    """
+    if not ladder or list(ladder) != sorted(set(ladder), reverse=True):
+        raise BadInputError(f"PDMSR ladder {tuple(ladder)} must be distinct steps, descending")
+    condition = SeqTISInputs(observed=observed, known=known, sar=sar)
+    src = noise_mod.as_noise_source(generator)
+    dtype, device = observed.dtype, observed.device
+    b, _, c, h, w = observed.shape
+    region = seqtis.region_mask(condition.known)  # Eq. 25
+    fused = seqtis.fuse_optical(observed, known, 1.0, torch.zeros_like(observed))  # Eq. 23, ᾱ = 1
+    cond = seqtis.fuse_sar(sar, 1.0, torch.zeros_like(sar))  # the dates' mean clean SAR
+    x0 = seqtis.merge(region, fused, torch.zeros_like(fused))
+    table = sigmas.to(device)
+    for i, step in enumerate(ladder):
+        sigma = float(table[step])
+        stream = noise_mod.STREAM_INIT if i == 0 else noise_mod.STREAM_STEP
+        z = src((b, c, h, w), step=int(step), stream=stream, dtype=dtype, device=device)
+        scale = sigma if i == 0 else math.sqrt(max(sigma**2 - sigma_min**2, 0.0))
+        y = x0 + scale * z
+        with torch.no_grad():
+            est = f(y, torch.full((b,), int(step), dtype=torch.int64, device=device), cond)
+        if clip_range is None:
+            est = est.clamp(-1.0, 1.0)
+        else:
+            est = torch.maximum(torch.minimum(est, clip_range[1]), clip_range[0])
+        x0 = seqtis.merge(region, fused, est)  # Eq. 26 in x̂_0 space
+        if progress is not None:
+            progress(i + 1, len(ladder))
+    return x0

@@ -32,7 +32,7 @@ from clearcube.model.checkpoint import read_checkpoint, save_checkpoint
 from clearcube.model.config import ModelConfig
 from clearcube.model.data.cube_dataset import CubeDataset
 from clearcube.model.data.simulated import simulated_cubes
-from clearcube.model.fill import fill_gaps
+from clearcube.model.fill import SamplerName, fill_gaps
 from clearcube.model.train_config import TrainConfig
 from clearcube.model.train_losses import make_loss_fn, make_reconstruction_fn
 from clearcube.model.unet import UNet, count_parameters
@@ -54,6 +54,7 @@ def train(
     progress: Progress | None = None,
     loss_fn: LossFn | None = None,
     datasets: tuple[Samples, Samples | None] | None = None,
+    validate_more: Callable[[nn.Module, Samples], Mapping[str, float]] | None = None,
 ) -> Path:
     """Train (or resume training) a SeqDMs network and return the path of its last checkpoint.
 
@@ -63,6 +64,8 @@ def train(
         loss_fn: per-sample loss of a batch (also used for validation); default: Eq. 27 +
             ``temporal_weight`` x Eq. 28, validated by the Eq. 28 loss and x̂_0 at a fixed t.
         datasets: (train, validation or None) to use instead of ``cfg.data``.
+        validate_more: ``validate_more(ema_net, val_set) -> figures`` added to each validation
+            (the default loss adds real SeqTIS fills, :func:`validate_fills`).
     """
     device = torch_device(cfg.device)
     model_cfg = cfg.model_config()
@@ -144,6 +147,8 @@ def train(
             logs.update(validate(ema, val_set, val_fn, cfg, device))
             if loss_fn_default:
                 logs.update(validate_fills(ema, model_cfg, val_set, cfg, device))
+            if validate_more is not None:
+                logs.update(validate_more(ema, val_set))
             log.info("step %d validation %s", step, {k: round(v, 4) for k, v in logs.items()})
         if step % cfg.checkpoint_every == 0 or step == cfg.steps:
             _save(last, cfg, model_cfg, net, ema, opt, generator, step, logs)
@@ -266,11 +271,12 @@ def validate_fills(
     device: torch.device,
     *,
     steps: int = 10,
+    sampler: SamplerName = "ddim",
 ) -> dict[str, float]:
     """Real SeqTIS fills of one validation batch, scored like the evaluation.
 
     RMSE over the pixels cloudy in every input (reflectance), SSIM and SAM of the whole image,
-    for the model (DDIM, ``steps`` steps, fixed noise) and for the clear-mean fill of the same
+    for the model (``sampler``, ``steps`` steps or calls, fixed noise) and for the clear-mean fill of the same
     samples, so the log shows whether the model beats the baseline it must beat.
     """
     net.eval()
@@ -280,7 +286,7 @@ def validate_fills(
         net, model_cfg,
         observed=batch["inputs_s2"].to(device), known=known[:, :, None],
         sar=batch["inputs_s1"].to(device),
-        generator=torch.Generator(device=device).manual_seed(4321), sampler="ddim", steps=steps,
+        generator=torch.Generator(device=device).manual_seed(4321), sampler=sampler, steps=steps,
     )  # fmt: skip
     rows: dict[str, list[float]] = {k: [] for k in ("fill", "clear_mean")}
     ssim: dict[str, list[float]] = {k: [] for k in rows}

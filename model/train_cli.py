@@ -31,6 +31,11 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 def load_config(path: Path) -> TrainConfig:
     """Read a YAML run file into a TrainConfig; relative data paths are taken from its folder."""
+    return TrainConfig.from_dict(read_run_yaml(path))
+
+
+def read_run_yaml(path: Path) -> dict[str, Any]:
+    """A YAML run file as a mapping, its relative ``data.path`` and ``init`` made absolute."""
     if not path.is_file():
         raise BadInputError(f"config file {path} does not exist")
     try:
@@ -51,7 +56,7 @@ def load_config(path: Path) -> TrainConfig:
     init = raw.get("init")
     if isinstance(init, str) and not Path(init).is_absolute():
         raw["init"] = str((path.parent / init).resolve())
-    return TrainConfig.from_dict(raw)
+    return raw
 
 
 def run(args: argparse.Namespace) -> int:

@@ -28,6 +28,7 @@ COMMAND_MODULES: tuple[str, ...] = (
     "clearcube.pipeline.run_cli",  # run, demo
     "clearcube.pipeline.quality_cli",  # seams
     "clearcube.model.train_cli",  # train
+    "clearcube.model.distill_cli",  # distill
     "clearcube.model.fit_cli",  # fit
     "clearcube.model.evaluate_cli",  # evaluate
 )
