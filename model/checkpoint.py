@@ -38,6 +38,8 @@ from clearcube.model.unet import UNet
 CHECKPOINT_FORMAT: Final = "clearcube-checkpoint"
 CHECKPOINT_VERSION: Final = 1
 _DEMO_CHECKPOINT: Final = Path(__file__).parent / "checkpoints" / "demo.pt"
+#: The consistency student distilled from demo.pt (model/presets/demo-distill.yaml).
+_DEMO_STUDENT: Final = _DEMO_CHECKPOINT.with_name("demo-cm.pt")
 #: Bundled checkpoint and the preset that trains it, per Sentinel-2 level.
 _DEMO_CHECKPOINTS: Final = {
     "L1C": (_DEMO_CHECKPOINT, "demo-train.yaml"),
@@ -244,15 +246,31 @@ def _sha256(real: str, size: int, mtime_ns: int) -> str:
     return digest.hexdigest()
 
 
-def default_checkpoint_path(level: str = "L1C") -> Path:
+def default_checkpoint_path(level: str = "L1C", *, student: bool = False) -> Path:
     """Path of the bundled demo checkpoint of a Sentinel-2 level; raises if it is absent.
 
     ``L1C``: ``demo.pt`` (13 top-of-atmosphere bands); ``L2A``: ``demo-l2a.pt`` (12 surface
     reflectance bands, no B10), for the SCL route of Planetary Computer and Earth Search L2A.
+    ``student=True``: the consistency student distilled from ``demo.pt`` (``demo-cm.pt``, L1C
+    only), for the samplers ``consistency`` and ``pdmsr``.
 
     Raises:
         BadInputError: the level's checkpoint is absent.
     """
+    if student:
+        if level != "L1C":
+            raise BadInputError(
+                f"no consistency student is bundled for {level}; distill one with `clearcube "
+                "distill --teacher model/checkpoints/demo-l2a.pt --config "
+                "model/presets/demo-distill.yaml --out student.pt` and pass --checkpoint"
+            )
+        if not _DEMO_STUDENT.is_file():
+            raise BadInputError(
+                f"the bundled consistency student {_DEMO_STUDENT} is missing; distill it with "
+                "`clearcube distill --teacher model/checkpoints/demo.pt --config "
+                "model/presets/demo-distill.yaml --out model/checkpoints/demo-cm.pt`"
+            )
+        return _DEMO_STUDENT
     path, preset = _DEMO_CHECKPOINTS.get(level, _DEMO_CHECKPOINTS["L1C"])
     if not path.is_file():
         raise BadInputError(

@@ -86,10 +86,18 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help=f"comma list of {', '.join(METHOD_NAMES)}",
     )
     p.add_argument("--checkpoint", help="model checkpoint (for the 'model' method)")
-    p.add_argument("--sampler", default="ddim", help="sampler of the model method (default ddim)")
     p.add_argument(
-        "--steps", type=int, default=50, help="sampling steps of the model method (default 50)"
-    )
+        "--sampler", default="ddim", choices=("ddim", "ddpm", "consistency", "pdmsr"),
+        help="sampler of the model method (default ddim; consistency/pdmsr for a student)",
+    )  # fmt: skip
+    p.add_argument(
+        "--steps", type=int, default=None,
+        help="sampling steps of the model method (default 50; pdmsr: network calls, 4)",
+    )  # fmt: skip
+    p.add_argument(
+        "--ladder", default="", metavar="S1,S2,...",
+        help="pdmsr's noise levels, descending (default: the student's for --steps calls)",
+    )  # fmt: skip
     p.add_argument(
         "--samples", type=int, default=1,
         help="K: the model methods' fill is the mean of K samples, as the pipeline's (default 1)",
@@ -140,8 +148,12 @@ def _methods(args: argparse.Namespace, samples: list[Any]) -> dict[str, Any]:
     # The evaluation modules are imported here, not at the top, for CLI start-up: they pull
     # scipy, Pillow and (model, fitted) torch; each method imports only what it needs.
     from clearcube.model.evaluation.runner import baseline_method
+    from clearcube.model.fill import default_steps
 
     names = _method_names(args)
+    if args.steps is None:
+        args.steps = default_steps(args.sampler)
+    ladder = _ladder(args.ladder)
     methods: dict[str, Any] = {}
     for name in names:
         if name == "model":
@@ -154,6 +166,7 @@ def _methods(args: argparse.Namespace, samples: list[Any]) -> dict[str, Any]:
                 seed=args.seed,
                 device=args.device,
                 samples=args.samples,
+                ladder=ladder,
             )
         elif name == "fitted":
             from clearcube.model.evaluation.fitted import fitted_method
@@ -258,3 +271,13 @@ def run(args: argparse.Namespace) -> int:
     print(markdown_table(summarize(results)["by_length"], ["length"]))
     print(f"report: {paths['markdown']}")
     return 0
+
+
+def _ladder(text: str) -> tuple[float, ...]:
+    """``--ladder 80,2,0.5`` as floats."""
+    try:
+        return tuple(float(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise BadInputError(
+            f"--ladder {text!r} is not a list of numbers; pass e.g. 80,2,0.5"
+        ) from None

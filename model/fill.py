@@ -30,6 +30,15 @@ DIFFUSION_SAMPLERS = ("ddim", "ddpm")
 CONSISTENCY_SAMPLERS = ("consistency", "pdmsr")
 
 
+#: Network calls of pdmsr when none are asked for.
+PDMSR_CALLS = 4
+
+
+def default_steps(sampler: str, diffusion_steps: int = 50) -> int:
+    """Steps (network calls) a sampler runs when the caller gives none."""
+    return {"consistency": 1, "pdmsr": PDMSR_CALLS}.get(sampler, diffusion_steps)
+
+
 def check_sampler(cfg: ModelConfig, sampler: str, where: str = "checkpoint") -> None:
     """Refuse a sampler the model cannot run, naming the ones it can (one line)."""
     fits = CONSISTENCY_SAMPLERS if cfg.is_consistency else DIFFUSION_SAMPLERS
@@ -126,7 +135,7 @@ def fill_gaps(
 
 def _calls(steps: int | str | None) -> int:
     """Network calls of pdmsr from ``steps`` (a count)."""
-    text = str(steps if steps is not None else 4).strip()
+    text = str(steps if steps is not None else PDMSR_CALLS).strip()
     if not text.isdigit() or int(text) < 1:
         raise BadInputError(
             f"pdmsr takes a number of network calls as steps (e.g. 4), got {steps!r}"

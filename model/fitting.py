@@ -123,6 +123,11 @@ def fit(
         raise BadInputError("fit: lr must be > 0 and steps, batch_size >= 1")
     dev = torch_device(device, command="fit")
     base_net, cfg, meta = load_checkpoint(checkpoint)
+    if cfg.is_consistency:
+        raise BadInputError(
+            f"fit: {checkpoint} is a consistency student; fit its teacher (a diffusion "
+            "checkpoint, e.g. model/checkpoints/demo.pt), then distill the fitted model"
+        )
     multiple = cfg.unet.size_multiple
     if patch_size < multiple or patch_size % multiple:
         raise BadInputError(

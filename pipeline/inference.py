@@ -18,7 +18,7 @@ import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -28,7 +28,7 @@ from clearcube.bands import DN_PER_REFLECTANCE
 from clearcube.deploy.local import require_gpu_slots
 from clearcube.model.checkpoint import load_checkpoint
 from clearcube.model.data.normalize import s1_to_model, s2_from_model, s2_to_model
-from clearcube.model.fill import fill_gaps
+from clearcube.model.fill import SamplerName, fill_gaps
 from clearcube.model.noise import CoordinateNoise
 from clearcube.pipeline.dates import choose_tile_dates, first_clear
 from clearcube.pipeline.mosaic import MosaicStore
@@ -41,7 +41,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-Sampler = Literal["ddim", "ddpm"]
+Sampler = SamplerName
 
 
 @dataclass(frozen=True)
@@ -51,9 +51,13 @@ class ModelSpec:
     checkpoint: str
     """Path of the checkpoint file (readable from every worker)."""
     sampler: Sampler = "ddim"
-    """``"ddim"`` (deterministic given x_T when ``eta`` is 0) or ``"ddpm"`` (ancestral, respaced)."""
+    """``"ddim"`` (deterministic given x_T when ``eta`` is 0) or ``"ddpm"`` (ancestral, respaced)
+    for a diffusion checkpoint; ``"consistency"`` (1 call) or ``"pdmsr"`` (``steps`` calls) for
+    a consistency student."""
     steps: int = 50
-    """Reverse steps (respacing of the trained schedule)."""
+    """Reverse steps (respacing of the trained schedule); network calls of pdmsr."""
+    ladder: tuple[float, ...] = ()
+    """pdmsr's noise levels σ, descending; empty: the student's default for ``steps`` calls."""
     eta: float = 0.0
     """DDIM η: 0 is deterministic, 1 matches DDPM's variance."""
     samples: int = 1
@@ -183,6 +187,7 @@ def sample_tile(
                 sampler=spec.sampler,
                 steps=spec.steps,
                 eta=spec.eta,
+                ladder=spec.ladder,
             )
             outs.append(s2_from_model(x0[0, :, :h, :w].float().cpu().numpy()))
     stack = np.stack(outs)

@@ -19,12 +19,19 @@ from clearcube.bands import L2A_MISSING, S2_BANDS
 from clearcube.catalogs.profiles import Level
 from clearcube.catalogs.search import validate_bbox, validate_dates
 from clearcube.errors import BadInputError, redact
-from clearcube.model.checkpoint import checkpoint_sha256, default_checkpoint_path
+from clearcube.model.checkpoint import (
+    checkpoint_config,
+    checkpoint_sha256,
+    default_checkpoint_path,
+)
+from clearcube.model.fill import CONSISTENCY_SAMPLERS, check_sampler, default_steps
 from clearcube.pipeline.inference import ModelSpec
 from clearcube.pipeline.masking import MaskRequest
 
 #: The keyword arguments of :func:`make_options` that fill the :class:`ModelSpec`.
-MODEL_FIELDS = ("checkpoint", "sampler", "steps", "eta", "samples", "seed")
+MODEL_FIELDS = ("checkpoint", "sampler", "steps", "eta", "samples", "seed", "ladder")
+#: Reverse steps of ddim/ddpm when none are given (consistency: 1 call, pdmsr: 4).
+DIFFUSION_STEPS = 50
 #: The keyword arguments that fill the :class:`MaskRequest` (``mask`` is its method).
 MASK_FIELDS = {"mask": "method", "mask_asset": "asset", "mask_values": "values"}
 #: The version of the output folder's layout (cube and mosaic fingerprints) in ``run.json``.
@@ -108,13 +115,7 @@ def make_options(bbox: Sequence[float], start: str, end: str, **kwargs: Any) -> 
     mask = MaskRequest(**mask_args)  # None for a field is refused by check(), as it must be
     mask.check()
     model_args = {k: kwargs.pop(k) for k in list(kwargs) if k in MODEL_FIELDS}
-    checkpoint = model_args.get("checkpoint")
-    if checkpoint is None:
-        checkpoint = default_checkpoint_path("L2A" if mask.method == "scl" else "L1C")
-    if not Path(checkpoint).is_file():
-        raise BadInputError(f"checkpoint {checkpoint} does not exist; pass --checkpoint PATH")
-    model_args["checkpoint"] = str(Path(checkpoint).resolve())
-    model = ModelSpec(**model_args)
+    model = _model_spec(model_args, "L2A" if mask.method == "scl" else "L1C")
     if kwargs.get("collections") is not None:
         kwargs["collections"] = tuple(kwargs["collections"])
     opts = CompositeOptions(
@@ -122,6 +123,37 @@ def make_options(bbox: Sequence[float], start: str, end: str, **kwargs: Any) -> 
     )
     _check_tiling(opts)
     return opts
+
+
+def _model_spec(args: dict[str, Any], level: str) -> ModelSpec:
+    """The ModelSpec of the arguments: the checkpoint resolved and fitting the sampler."""
+    sampler = args.get("sampler") or "ddim"
+    checkpoint = args.get("checkpoint")
+    if checkpoint is None:
+        checkpoint = default_checkpoint_path(level, student=sampler in CONSISTENCY_SAMPLERS)
+    if not Path(checkpoint).is_file():
+        raise BadInputError(f"checkpoint {checkpoint} does not exist; pass --checkpoint PATH")
+    args["checkpoint"] = str(Path(checkpoint).resolve())
+    check_sampler(checkpoint_config(checkpoint), sampler, where=f"checkpoint {checkpoint}")
+    if args.get("steps") is None:
+        args["steps"] = default_steps(sampler, DIFFUSION_STEPS)
+    if sampler == "consistency" and args["steps"] != 1:
+        raise BadInputError(
+            f"the consistency sampler makes one network call (steps {args['steps']} given); "
+            "pass --sampler pdmsr --steps K for K calls"
+        )
+    ladder = tuple(float(v) for v in (args.get("ladder") or ()))
+    if ladder and sampler != "pdmsr":
+        raise BadInputError("--ladder applies to --sampler pdmsr only; drop it or use pdmsr")
+    if ladder:
+        if list(ladder) != sorted(ladder, reverse=True) or min(ladder) <= 0:
+            raise BadInputError(
+                f"--ladder {','.join(map(str, ladder))} must be positive noise levels, descending "
+                "(e.g. 80,2,0.5)"
+            )
+        args["steps"] = len(ladder)
+    args["ladder"] = ladder
+    return ModelSpec(**args)
 
 
 def _check_target(target: str | None, first: Any, last: Any, start: str, end: str) -> None:
@@ -155,8 +187,6 @@ def _check_tiling(opts: CompositeOptions) -> None:
     ):
         if value < 1:
             raise BadInputError(f"{name} must be >= 1, got {value}")
-    if opts.model.sampler not in ("ddim", "ddpm"):
-        raise BadInputError(f"unknown sampler {opts.model.sampler!r}; pass --sampler ddim or ddpm")
 
 
 def run_record(opts: CompositeOptions) -> dict[str, Any]:
@@ -171,6 +201,8 @@ def run_record(opts: CompositeOptions) -> dict[str, Any]:
         if f.name not in ("model", "mask")
     }
     record.update({k: getattr(opts.model, k) for k in MODEL_FIELDS if k != "checkpoint"})
+    if not opts.model.ladder:  # records of runs without a ladder stay as they always were
+        del record["ladder"]
     record["checkpoint_sha256"] = checkpoint_sha256(opts.model.checkpoint)
     record["mask"] = opts.mask.method
     # What the folder's stores were written with: folders of a clearcube whose cube and mosaic

@@ -50,8 +50,20 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 def _model_flags(p: argparse.ArgumentParser, *, steps: int, samples: int) -> None:
     p.add_argument("--scheduler", default=None, help="Dask scheduler address (default: local)")
     p.add_argument("--checkpoint", default=None, help="model checkpoint (default: bundled demo)")
-    p.add_argument("--sampler", choices=("ddim", "ddpm"), default="ddim")
-    p.add_argument("--steps", type=int, default=steps, help=f"reverse steps ({steps})")
+    p.add_argument(
+        "--sampler", choices=("ddim", "ddpm", "consistency", "pdmsr"), default="ddim",
+        help="ddim/ddpm: the diffusion checkpoint; consistency (1 network call) or pdmsr "
+        "(--steps calls): the consistency student (default checkpoint: the bundled demo-cm.pt)",
+    )  # fmt: skip
+    p.add_argument(
+        "--steps", type=int, default=None,
+        help=f"reverse steps of ddim/ddpm ({steps}); network calls of pdmsr (4)",
+    )  # fmt: skip
+    p.add_argument(
+        "--ladder", type=_ladder, default=None, metavar="S1,S2,...",
+        help="pdmsr's noise levels, descending (e.g. 80,2,0.5); default: the student's",
+    )  # fmt: skip
+    p.set_defaults(diffusion_steps=steps)
     p.add_argument(
         "--samples", type=int, default=samples,
         help=f"K, samples per tile ({samples}; >= 2 writes the uncertainty COG)",
@@ -121,7 +133,8 @@ def _run(args: argparse.Namespace, **where: Any) -> int:
             out_dir=args.out,
             checkpoint=args.checkpoint,
             sampler=args.sampler,
-            steps=args.steps,
+            steps=args.steps if args.steps is not None else _default_steps(args),
+            ladder=args.ladder,
             tile=args.tile,
             overlap=args.overlap,
             client=args.scheduler,
@@ -189,3 +202,18 @@ class _Bars:
         self.bar.total = total
         self.bar.n = done
         self.bar.refresh()
+
+
+def _default_steps(args: argparse.Namespace) -> int | None:
+    """The command's reverse steps for ddim/ddpm; None lets the options pick pdmsr's calls."""
+    return int(args.diffusion_steps) if args.sampler in ("ddim", "ddpm") else None
+
+
+def _ladder(text: str) -> tuple[float, ...]:
+    """``--ladder 80,2,0.5`` as floats (argparse turns the ValueError into a usage error)."""
+    try:
+        return tuple(float(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a list of numbers; pass e.g. 80,2,0.5"
+        ) from None

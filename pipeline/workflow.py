@@ -108,7 +108,7 @@ def composite(
     stac_url: str | None = None,
     checkpoint: str | os.PathLike[str] | None = None,
     sampler: Sampler = "ddim",
-    steps: int = 50,
+    steps: int | None = None,
     tile: int = 256,
     overlap: int = 32,
     client: Client | str | None = None,
@@ -125,9 +125,11 @@ def composite(
         end: last day of the period, ISO date.
         out_dir: the run's folder; rerunning with the same arguments resumes.
         stac_url: a STAC API; None uses the embedded demo catalog (or ``profile``).
-        checkpoint: a model checkpoint; None uses the bundled one of the masking route's level.
-        sampler: ``"ddim"`` or ``"ddpm"``.
-        steps: reverse steps.
+        checkpoint: a model checkpoint; None uses the bundled one of the masking route's level
+            (the bundled consistency student for ``consistency`` and ``pdmsr``).
+        sampler: ``"ddim"`` or ``"ddpm"`` (a diffusion checkpoint); ``"consistency"`` (one
+            network call) or ``"pdmsr"`` (``steps`` calls) for a consistency student.
+        steps: reverse steps of ddim/ddpm (default 50), network calls of pdmsr (default 4).
         tile: tile edge in pixels.
         overlap: overlap between neighbouring tiles.
         client: a ``distributed.Client``, a scheduler address, or None for a local cluster.
@@ -233,6 +235,7 @@ def tile_run_record(opts: CompositeOptions, selection: DateSelection) -> dict[st
         "checkpoint_sha256": checkpoint_sha256(opts.model.checkpoint),
         "values": "reflectance",  # stores from before DN were divided by 10000 must not resume
         **{k: getattr(opts.model, k) for k in ("sampler", "steps", "eta", "samples", "seed")},
+        **({"ladder": list(opts.model.ladder)} if opts.model.ladder else {}),
         "mask": opts.mask.key,
     }
 
@@ -244,6 +247,7 @@ def _product_tags(opts: CompositeOptions, selection: DateSelection) -> dict[str,
         "checkpoint_sha256": checkpoint_sha256(opts.model.checkpoint),
         "sampler": opts.model.sampler,
         "steps": str(opts.model.steps),
+        **({"ladder": ",".join(map(str, opts.model.ladder))} if opts.model.ladder else {}),
         "samples": str(opts.model.samples),
         "dates": ",".join(str(d)[:10] for d in selection.dates),
         "target_date": str(selection.target)[:10],

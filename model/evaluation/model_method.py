@@ -45,6 +45,7 @@ def model_method(
     seed: int = 0,
     device: str = "cpu",
     samples: int = 1,
+    ladder: tuple[float, ...] = (),
 ) -> Method:
     """Load ``checkpoint`` once and return a method reconstructing each sample with SeqTIS.
 
@@ -62,7 +63,7 @@ def model_method(
     def run(sample: EvalSample) -> np.ndarray:
         return fill_sample(
             net, cfg, sample, sampler=sampler, steps=steps, seed=seed, device=device,
-            samples=samples,
+            samples=samples, ladder=ladder,
         )  # fmt: skip
 
     run.__name__ = "model"
@@ -79,6 +80,7 @@ def fill_sample(
     seed: int,
     device: str,
     samples: int = 1,
+    ladder: tuple[float, ...] = (),
 ) -> np.ndarray:
     """One SeqTIS fill of an evaluation sample, ``(C, H, W)`` on [0, 1] (the mean of K draws).
 
@@ -110,6 +112,7 @@ def fill_sample(
                 generator=generator,
                 sampler=sampler,  # type: ignore[arg-type]
                 steps=steps,
+                ladder=ladder,
             )
             draws.append(((x0[0].clamp(-1, 1) + 1.0) / 2.0).double().cpu().numpy())
     filled: np.ndarray = np.mean(draws, axis=0)
