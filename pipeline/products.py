@@ -21,7 +21,7 @@ from clearcube.pipeline.cube_store import open_cube
 from clearcube.pipeline.dates import DateSelection
 from clearcube.pipeline.mosaic import MosaicStore
 from clearcube.pipeline.provenance import PROVENANCE, ProvenanceView, fractions
-from clearcube.pipeline.quicklook import cloudiest_date, write_quicklook
+from clearcube.pipeline.quicklook import least_clear, write_quicklook
 from clearcube.pipeline.stac_item import build_stac_item, write_stac_item
 
 log = logging.getLogger(__name__)
@@ -75,13 +75,15 @@ def write_products(
     )
     ds = open_cube(cube_path)
     chosen = list(selection.indices)
-    known = ~ds["cloud"].isel(time=chosen).values.astype(bool)
+    # Streamed: the clear fractions are reduced chunk by chunk (dask) and the "before" panel
+    # stays lazy, so the quicklook reads only its decimated pixels, never a whole date.
+    clear = 1.0 - ds["cloud"].isel(time=chosen).astype("float32").mean(("y", "x")).values
     # the cloudiest candidate that still shows some ground: what the composite replaced
-    before = ds["s2"].isel(time=chosen[cloudiest_date(known, min_clear=0.05)]).astype("float32")
+    before = ds["s2"].isel(time=chosen[least_clear(clear, min_clear=0.05)]).astype("float32")
     before = before / DN_PER_REFLECTANCE  # the store holds reflectance, the cube DN
     classes = ProvenanceView(store.array("provenance"), store.array("composite"))
     quicklook = write_quicklook(
-        before.values, store.array("composite"), list(store.spec.bands), out / "quicklook.png",
+        before, store.array("composite"), list(store.spec.bands), out / "quicklook.png",
         provenance=classes,
     )  # fmt: skip
     report = provenance_report(classes, store)

@@ -21,7 +21,9 @@ from PIL import Image
 from clearcube.errors import BadInputError
 from clearcube.pipeline.provenance import PROVENANCE_COLOURS
 
-__all__ = ["TRUE_COLOUR", "cloudiest_date", "stretch", "true_colour", "write_quicklook"]
+__all__ = [
+    "TRUE_COLOUR", "cloudiest_date", "least_clear", "stretch", "true_colour", "write_quicklook",
+]  # fmt: skip
 
 TRUE_COLOUR: tuple[str, str, str] = ("B04", "B03", "B02")
 """Red, green and blue Sentinel-2 bands."""
@@ -36,7 +38,15 @@ def cloudiest_date(known: np.ndarray, *, min_clear: float = 0.0) -> int:
     known = np.asarray(known, dtype=bool)
     if known.ndim != 3 or known.shape[0] == 0:
         raise BadInputError(f"known must be (time, y, x) with at least one date, got {known.shape}")
-    clear = known.reshape(known.shape[0], -1).mean(axis=1)
+    return least_clear(known.reshape(known.shape[0], -1).mean(axis=1), min_clear=min_clear)
+
+
+def least_clear(clear: np.ndarray, *, min_clear: float = 0.0) -> int:
+    """:func:`cloudiest_date` from each date's clear fraction ``clear (time,)``.
+
+    For a region too large to hold its masks: the fractions are reduced chunk by chunk.
+    """
+    clear = np.asarray(clear, dtype=np.float64)
     shows = clear > min_clear
     if shows.any():
         clear = np.where(shows, clear, np.inf)

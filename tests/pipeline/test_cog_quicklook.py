@@ -60,3 +60,15 @@ def test_write_quicklook_side_by_side_with_shared_stretch(tmp_path: Path) -> Non
     assert np.all(left[10:30, 10:40] == 255)  # the cloud saturates under the composite's stretch
     np.testing.assert_array_equal(left[40:], right[40:])  # identical pixels render identically
     assert [p.name for p in tmp_path.iterdir()] == ["ql.png"]
+
+
+def test_least_clear_from_fractions_picks_what_cloudiest_date_picks() -> None:
+    """The streamed route (clear fractions reduced chunk by chunk) agrees with the in-memory one."""
+    from clearcube.pipeline.quicklook import least_clear
+
+    rng = np.random.default_rng(3)
+    for _ in range(20):
+        known = rng.random((4, 6, 6)) < rng.random((4, 1, 1))
+        clear = known.reshape(4, -1).mean(axis=1)
+        for floor in (0.0, 0.05, 0.5):
+            assert least_clear(clear, min_clear=floor) == cloudiest_date(known, min_clear=floor)
