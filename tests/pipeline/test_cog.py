@@ -172,3 +172,20 @@ def test_invalid_cog_raises_and_leaves_the_old_file(
             tags={},
         )
     assert out.read_bytes() == b"previous run" and [p.name for p in tmp_path.iterdir()] == ["c.tif"]
+
+
+def test_float32_quantise_equals_the_float64_definition_even_at_ties() -> None:
+    """rint(value × 10000) in float64 is the definition; the float32 route must not move a DN."""
+    from clearcube.pipeline.cog import COMPOSITE, quantise
+
+    rng = np.random.default_rng(0)
+    values = rng.uniform(-0.1, 7.0, size=(3, 64, 64)).astype(np.float32)
+    ties = ((np.arange(1, 64 * 64 + 1) * 13 + 0.5) / 1e4).astype(np.float32)  # x.5 DN
+    values[1] = ties.reshape(64, 64)
+    values[2, 0, :5] = [np.nan, np.inf, -np.inf, 0.0, 6.5535]
+    wide = values.astype(np.float64) * 1e4
+    missing = ~np.isfinite(wide)
+    expected = np.clip(np.rint(np.where(missing, 0.0, wide)), 1, 65535).astype(np.uint16)
+    expected[missing] = 0
+    np.testing.assert_array_equal(quantise(values, COMPOSITE), expected)
+    np.testing.assert_array_equal(quantise(values.astype(np.float64), COMPOSITE), expected)
