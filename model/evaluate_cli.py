@@ -113,6 +113,10 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="network calls of the 'student' method (default 4: PDMSR; 1: consistency)",
     )  # fmt: skip
     p.add_argument("--device", default="cpu", help="torch device of the model method (default cpu)")
+    p.add_argument(
+        "--precision", choices=("fp32", "bf16"), default="fp32",
+        help="network call of the model methods (default fp32, the reference; bf16 as the pipeline)",
+    )  # fmt: skip
     p.add_argument("--out", required=True, type=Path, help="output folder for the report files")
     p.add_argument("--lengths", default="3,4,5", help="input sequence lengths L (default 3,4,5)")
     p.add_argument(
@@ -177,6 +181,7 @@ def _methods(args: argparse.Namespace, samples: list[Any]) -> dict[str, Any]:
                 device=args.device,
                 samples=args.samples,
                 ladder=ladder,
+                precision=args.precision,
             )
         elif name == "student":
             from clearcube.model.checkpoint import default_checkpoint_path
@@ -192,6 +197,7 @@ def _methods(args: argparse.Namespace, samples: list[Any]) -> dict[str, Any]:
                 device=args.device,
                 samples=args.samples,
                 ladder=ladder,
+                precision=args.precision,
             )
         elif name == "fitted":
             from clearcube.model.evaluation.fitted import fitted_method
@@ -278,6 +284,7 @@ def run(args: argparse.Namespace) -> int:
         + (
             f" --checkpoint {args.checkpoint} --sampler {args.sampler} --steps {args.steps}"
             + (f" --samples {args.samples}" if args.samples > 1 else "")
+            + (f" --precision {args.precision}" if args.precision != "fp32" else "")
             if args.checkpoint and {"model", "fitted"} & set(methods)
             else ""
         )

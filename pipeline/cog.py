@@ -108,7 +108,7 @@ def quantise(values: np.ndarray, encoding: CogEncoding) -> np.ndarray:
             near_tie = np.abs(np.abs(scaled - rounded) - np.float32(0.5)) < np.float32(1e-3)
             if near_tie.any():
                 rounded[near_tie] = np.rint(values[near_tie].astype(np.float64) * encoding.scale)
-        dn = np.clip(rounded, 1, 65535).astype(np.uint16)
+        dn: np.ndarray = np.clip(rounded, 1, 65535).astype(np.uint16)
         dn[missing] = 0
         return dn
     out = np.asarray(values, dtype=np.float64) * encoding.scale

@@ -30,10 +30,11 @@ from clearcube.model.checkpoint import load_checkpoint
 from clearcube.model.data.normalize import s1_to_model, s2_from_model, s2_to_model
 from clearcube.model.fill import SamplerName, fill_gaps
 from clearcube.model.noise import CoordinateNoise
+from clearcube.model.precision import InferenceNetwork, Precision
 from clearcube.pipeline.dates import choose_tile_dates, first_clear
 from clearcube.pipeline.mosaic import MosaicStore
 from clearcube.pipeline.provenance import provenance_layers
-from clearcube.pipeline.scheduling import run_bounded
+from clearcube.pipeline.scheduling import batched, run_bounded, tiles_per_task
 from clearcube.pipeline.tiles import Tile
 
 if TYPE_CHECKING:
@@ -64,6 +65,9 @@ class ModelSpec:
     """K samples per tile; their mean is the composite and their spread the uncertainty."""
     seed: int = 0
     """Seed of the coordinate-keyed noise."""
+    precision: Precision = "bf16"
+    """The network call in ``"bf16"`` (autocast, channels-last: 1.75× faster on CPU at the fp32
+    fill's quality, model/precision.py) or ``"fp32"``."""
     device: str = "auto"
     """``"auto"``: the worker's CUDA device when it has one, else the CPU."""
 
@@ -131,10 +135,12 @@ def read_tile_inputs(
 
 
 @functools.lru_cache(maxsize=2)
-def worker_model(checkpoint: str, device: str) -> tuple[Any, Any, str]:
-    """Load the network once per worker process (and per device): ``(net, cfg, sha256)``."""
+def worker_model(
+    checkpoint: str, device: str, precision: Precision = "bf16"
+) -> tuple[Any, Any, str]:
+    """Load the network once per worker process (and device, precision): ``(net, cfg, sha256)``."""
     net, cfg, meta = load_checkpoint(checkpoint, device=device)
-    return net, cfg, meta["sha256"]
+    return InferenceNetwork(net, precision).eval(), cfg, meta["sha256"]
 
 
 def resolve_device(device: str) -> str:
@@ -161,7 +167,7 @@ def sample_tile(
         return clear_mean.astype(np.float32), np.zeros(clear_mean.shape, dtype=np.float32)
 
     device = resolve_device(spec.device)
-    net, cfg, _ = worker_model(spec.checkpoint, device)
+    net, cfg, _ = worker_model(spec.checkpoint, device, spec.precision)
     # The U-Net needs sides divisible by 2^(levels-1); a region smaller than a tile gives a
     # tile of any size, so pad (reflect the data, mark the padding unknown) and crop after.
     h, w = s2.shape[-2:]
@@ -216,6 +222,11 @@ def _fill_missing_sar(sar: np.ndarray) -> np.ndarray:
         mean = np.nanmean(sar, axis=0, keepdims=True)
     filled = np.where(np.isnan(sar), mean, sar)
     return np.nan_to_num(filled, nan=0.0).astype(np.float32)
+
+
+def infer_tiles(jobs: tuple[TileJob, ...]) -> list[TileOutcome]:
+    """The Dask task: :func:`infer_tile` for each of a few tiles (amortises the scheduling)."""
+    return [infer_tile(job) for job in jobs]
 
 
 def infer_tile(job: TileJob) -> TileOutcome:
@@ -279,8 +290,9 @@ def run_tiles(
     max_dates: int,
     progress: Callable[[int, int], None],
     max_in_flight: int | None = None,
+    per_task: int | None = None,
 ) -> dict[str, int]:
-    """Run one GPU-pinned task per pending tile of ``store``; return the tile counts.
+    """Run GPU-pinned tasks of a few pending tiles each over ``store``; return the tile counts.
 
     Args:
         client: the Dask client (its workers advertise ``GPU`` slots).
@@ -291,6 +303,9 @@ def run_tiles(
         max_dates: L, the most dates a tile fuses.
         progress: ``progress(done, total)`` over all tiles (resumed ones count as done).
         max_in_flight: tasks submitted at once (default: 4 per GPU slot).
+        per_task: tiles per task (default: :func:`~clearcube.pipeline.scheduling.tiles_per_task`,
+            up to 16 while every slot keeps >= 8 tasks). Every tile is still written to the
+            store on its own, so a resumed run skips exactly the finished tiles.
 
     Returns:
         ``{"total", "computed", "resumed", "without_clear"}``; ``without_clear`` is counted
@@ -300,10 +315,20 @@ def run_tiles(
     pending = store.pending()
     total = len(plan)
     counts = {"total": total, "computed": 0, "resumed": total - len(pending), "without_clear": 0}
-    jobs = (
-        TileJob(str(cube), store, tile, candidates, spec, max_dates=max_dates) for tile in pending
+    slots = require_gpu_slots(client)
+    size = per_task or tiles_per_task(len(pending), slots)
+    jobs = batched(
+        (
+            TileJob(str(cube), store, tile, candidates, spec, max_dates=max_dates)
+            for tile in pending
+        ),
+        size,
     )
     progress(counts["resumed"], total)
+
+    def done_batch(batch: tuple[TileJob, ...], outcomes: list[TileOutcome]) -> None:
+        for job, outcome in zip(batch, outcomes, strict=True):
+            done(job, outcome)
 
     def done(job: TileJob, outcome: TileOutcome) -> None:
         counts["computed"] += 1
@@ -322,17 +347,18 @@ def run_tiles(
         )
         progress(counts["resumed"] + counts["computed"], total)
 
-    slots = require_gpu_slots(client)
     stats = run_bounded(
-        client, infer_tile, jobs, on_result=done,
+        client, infer_tiles, jobs, on_result=done_batch,
         max_in_flight=max_in_flight or 4 * slots, resources={"GPU": 1},
     )  # fmt: skip
     recorded = store.clear_fractions()
     if np.isfinite(recorded).all():
         counts["without_clear"] = int(np.sum(recorded == 0.0))
     log.info(
-        "inference: %d tiles in %.1f s on %d workers",
+        "inference: %d tiles in %d tasks (%d per task) in %.1f s on %d workers",
+        counts["computed"],
         stats.completed,
+        size,
         stats.seconds,
         len(stats.workers),
     )

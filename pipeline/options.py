@@ -29,7 +29,7 @@ from clearcube.pipeline.inference import ModelSpec
 from clearcube.pipeline.masking import MaskRequest
 
 #: The keyword arguments of :func:`make_options` that fill the :class:`ModelSpec`.
-MODEL_FIELDS = ("checkpoint", "sampler", "steps", "eta", "samples", "seed", "ladder")
+MODEL_FIELDS = ("checkpoint", "sampler", "steps", "eta", "samples", "seed", "ladder", "precision")
 #: Reverse steps of ddim/ddpm when none are given (consistency: 1 call, pdmsr: 4).
 DIFFUSION_STEPS = 50
 #: The keyword arguments that fill the :class:`MaskRequest` (``mask`` is its method).
@@ -153,6 +153,10 @@ def _model_spec(args: dict[str, Any], level: str) -> ModelSpec:
             )
         args["steps"] = len(ladder)
     args["ladder"] = ladder
+    if args.get("precision", "bf16") not in ("bf16", "fp32"):
+        raise BadInputError(
+            f"precision {args['precision']!r} unknown; pass --precision bf16 or fp32"
+        )
     return ModelSpec(**args)
 
 

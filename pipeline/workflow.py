@@ -114,6 +114,7 @@ def composite(
     client: Client | str | None = None,
     progress: Progress | None = None,
     max_in_flight: int | None = None,
+    tiles_per_task: int | None = None,
     keep_scratch: bool = False,
     **options: Any,
 ) -> CompositeResult:
@@ -135,6 +136,8 @@ def composite(
         client: a ``distributed.Client``, a scheduler address, or None for a local cluster.
         progress: ``progress(stage, done, total)`` callback.
         max_in_flight: inference tasks submitted at once (default: 4 per GPU slot).
+        tiles_per_task: tiles one inference task computes (default: up to 16, keeping >= 8
+            tasks per GPU slot); the output does not depend on it.
         keep_scratch: keep the mosaic store's per-tile scratch (about 1.3× the products) after
             the products are written; by default it is removed then.
         **options: further :class:`~clearcube.pipeline.options.CompositeOptions` fields
@@ -191,7 +194,7 @@ def composite(
             tiles = run_tiles(
                 dask_client, cube_path, store, selection.preference or selection.indices,
                 opts.model, max_dates=opts.dates, progress=_stage(report, "inference"),
-                max_in_flight=max_in_flight,
+                max_in_flight=max_in_flight, per_task=tiles_per_task,
             )  # fmt: skip
         with timer("blend"):
             assemble_on(dask_client, store, _stage(report, "blend"))
@@ -236,6 +239,7 @@ def tile_run_record(opts: CompositeOptions, selection: DateSelection) -> dict[st
         "values": "reflectance",  # stores from before DN were divided by 10000 must not resume
         **{k: getattr(opts.model, k) for k in ("sampler", "steps", "eta", "samples", "seed")},
         **({"ladder": list(opts.model.ladder)} if opts.model.ladder else {}),
+        "precision": opts.model.precision,
         "mask": opts.mask.key,
     }
 

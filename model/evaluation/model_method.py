@@ -20,6 +20,7 @@ from clearcube.model.data.normalize import s1_to_model
 from clearcube.model.evaluation.runner import Method
 from clearcube.model.evaluation.samples import EvalSample
 from clearcube.model.fill import fill_gaps
+from clearcube.model.precision import InferenceNetwork, Precision
 
 _NEEDS = (
     "model evaluation needs a checkpoint (--checkpoint PATH) and the SeqTIS sampler "
@@ -46,6 +47,7 @@ def model_method(
     device: str = "cpu",
     samples: int = 1,
     ladder: tuple[float, ...] = (),
+    precision: Precision = "fp32",
 ) -> Method:
     """Load ``checkpoint`` once and return a method reconstructing each sample with SeqTIS.
 
@@ -58,7 +60,8 @@ def model_method(
     if not checkpoint:
         raise BadInputError(f"{_NEEDS}; pass --checkpoint PATH or leave 'model' out of --methods")
     _sampler_module()
-    net, cfg, _ = load_checkpoint(checkpoint, device=device)
+    loaded, cfg, _ = load_checkpoint(checkpoint, device=device)
+    net = InferenceNetwork(loaded, precision).eval()
 
     def run(sample: EvalSample) -> np.ndarray:
         return fill_sample(

@@ -44,6 +44,10 @@ SHRINK: dict[str, list[tuple[str, str]]] = {
         ("steps=10, samples=2, tile=256, overlap=32", "steps=2, samples=2, tile=64, overlap=16"),
         ('"model/checkpoints/demo.pt"', repr(str(DEMO_CHECKPOINT))),
         ("steps=400)", "steps=2, patch_size=32, held_out=0.35, eval_samples=2, eval_steps=2)"),
+        (
+            'sampler="pdmsr", steps=4, samples=2,',
+            'sampler="pdmsr", steps=2, samples=2, tile=64, overlap=16,',
+        ),
     ],
     "API.md": [
         ("(10.05, 45.03, 10.16, 45.10)", repr(REGION)),
@@ -164,3 +168,4 @@ def test_python_blocks_run(
         result = namespace["result"]
         assert result.cog_path.is_file() and result.uncertainty_path.is_file()
         assert namespace["fitted"].rmse_before > 0
+        assert namespace["fast"].uncertainty_path.is_file()  # the consistency student's run

@@ -109,6 +109,16 @@ def test_task_order_and_window_do_not_change_the_cog(
     np.testing.assert_array_equal(read_cog(result.cog_path), read_cog(reference_run.cog_path))
 
 
+def test_tiles_per_task_do_not_change_the_cog(
+    runs: Any, reference_run: Any, read_cog: Callable[[Path], np.ndarray]
+) -> None:
+    """The reference ran one tile per task (9 tiles, 2 slots); batches of 4 give the same bytes."""
+    out = runs.seeded(reference_run, "per-task-4")
+    result = runs.run(out, tiles_per_task=4)
+    assert result.tiles["computed"] == TOTAL_TILES
+    np.testing.assert_array_equal(read_cog(result.cog_path), read_cog(reference_run.cog_path))
+
+
 def test_one_worker_gives_the_same_cog_as_two(
     runs: Any, reference_run: Any, read_cog: Callable[[Path], np.ndarray]
 ) -> None:
