@@ -4,6 +4,7 @@
     OMP_NUM_THREADS=2 python benchmarks/bench_pipeline.py memory --checkpoint CKPT --base 128
 
     python benchmarks/bench_pipeline.py malloc --checkpoint model/checkpoints/demo.pt --steps 10
+    python benchmarks/bench_pipeline.py overhead --checkpoint model/checkpoints/demo.pt --steps 10 --tile 256 --overlap 32
 
 ``demo``: the whole demo region (``clearcube demo``'s call) with the result's per-stage timings
 (search, cube, mask, inference, blend, cog). ``memory``: square regions of ``base``, 2× and 4×
@@ -13,6 +14,8 @@ and the peak per worker is printed. Streaming tile by tile, the peak must stay f
 ``malloc``: inference of a 512 px box of the demo region, alternating the workers' glibc malloc
 settings between distributed's (``MALLOC_TRIM_THRESHOLD_=65536``) and clearcube's (1 GiB trim,
 32 MiB mmap threshold), A/B/A/B in one run on fresh local clusters; prints seconds per variant.
+``overhead``: the same box's inference through the pipeline's cluster against one process
+running the same tile tasks in a loop; prints the ratio per core.
 """
 
 from __future__ import annotations
@@ -147,18 +150,103 @@ def malloc(args: argparse.Namespace) -> None:
         print(f"{name:<38} best {min(values):6.1f} s  all {[round(v, 1) for v in values]}")
 
 
+def overhead(args: argparse.Namespace) -> None:
+    """Inference through the pipeline against one process calling the same tasks, per core.
+
+    The same box, tiles, dates and sampler: (a) ``composite`` as shipped, tiles on a local
+    cluster of ``--workers`` single-thread worker processes; (b) the same ``composite`` with
+    the cluster submission replaced by an in-process loop over the very same tile tasks
+    (``infer_tiles``) on one torch thread. Both start from a copy of one finished cube, so
+    only the inference differs; alternated A/B ``--repeats`` times. Ratio per core =
+    (a) × workers / (b); the goal of issue 13 is <= 1.3.
+    """
+    import shutil
+
+    import torch
+
+    import clearcube.pipeline.inference as inference
+    from clearcube.catalogs.demo import DEMO_BBOX
+    from clearcube.deploy.local import local_cluster
+    from clearcube.pipeline import composite
+    from clearcube.pipeline.scheduling import RunStats
+
+    west, south = DEMO_BBOX[0] + 0.01, DEMO_BBOX[1] + 0.01
+    edge = 5120.0
+    bbox = (
+        west,
+        south,
+        west + edge / (111_320 * math.cos(math.radians(south))),
+        south + edge / 111_320,
+    )
+    run_args = dict(
+        checkpoint=args.checkpoint, steps=args.steps, tile=args.tile, overlap=args.overlap,
+        dates=1, samples=1,
+    )  # fmt: skip
+    shipped = inference.run_bounded
+
+    def in_process(client: Any, fn: Any, jobs: Any, *, on_result: Any, **_: Any) -> RunStats:
+        stats = RunStats()
+        t0 = time.perf_counter()
+        for job in jobs:
+            on_result(job, fn(job))
+            stats.submitted += 1
+            stats.completed += 1
+        stats.seconds = time.perf_counter() - t0
+        return stats
+
+    times: dict[str, list[float]] = {"pipeline": [], "one process": []}
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        local_cluster(n_workers=args.workers, gpu=False, dashboard_address=None) as client,
+    ):
+        first = composite(
+            bbox, "2024-05-01", "2024-07-31", Path(tmp) / "first", client=client, **run_args
+        )
+        print(
+            f"{first.tiles['total']} tiles, {first.provenance['overall']['generated']:.0%} generated"
+        )
+        for r in range(args.repeats):
+            for name in times:
+                out = Path(tmp) / f"{name.replace(' ', '-')}-{r}"
+                out.mkdir()
+                shutil.copy2(first.out_dir / "run.json", out / "run.json")
+                shutil.copytree(first.out_dir / "cube.zarr", out / "cube.zarr")
+                threads = torch.get_num_threads()
+                if name == "one process":
+                    inference.run_bounded = in_process  # type: ignore[assignment]
+                    torch.set_num_threads(1)
+                try:
+                    result = composite(
+                        bbox, "2024-05-01", "2024-07-31", out, client=client, **run_args
+                    )
+                finally:
+                    inference.run_bounded = shipped
+                    torch.set_num_threads(threads)
+                times[name].append(result.timings["inference"])
+                print(f"{name:<12} inference {result.timings['inference']:6.1f} s", flush=True)
+    pipe, single = min(times["pipeline"]), min(times["one process"])
+    print(f"best: pipeline {pipe:.1f} s on {args.workers} workers, one process {single:.1f} s")
+    print(f"ratio per core (pipeline x workers / one process): {pipe * args.workers / single:.2f}")
+
+
 def main() -> None:
     """Parse the command line and run one benchmark."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="what", required=True)
-    for name, fn in (("demo", demo), ("memory", memory), ("malloc", malloc)):
+    for name, fn in (
+        ("demo", demo),
+        ("memory", memory),
+        ("malloc", malloc),
+        ("overhead", overhead),
+    ):
         p = sub.add_parser(name)
         p.add_argument("--checkpoint", required=True, help="model checkpoint")
         p.add_argument("--steps", type=int, default=2)
         p.add_argument("--tile", type=int, default=256 if name == "demo" else 64)
         p.add_argument("--overlap", type=int, default=32 if name == "demo" else 16)
         p.add_argument("--base", type=int, default=128, help="memory: edge of the 1x region (px)")
-        p.add_argument("--repeats", type=int, default=2, help="malloc: A/B rounds")
+        p.add_argument("--repeats", type=int, default=2, help="malloc, overhead: A/B rounds")
+        p.add_argument("--workers", type=int, default=2, help="overhead: worker processes")
         p.set_defaults(fn=fn)
     args = parser.parse_args()
     args.fn(args)

@@ -1,4 +1,6 @@
-"""Samplers: DDPM ancestral (full or respaced chain) and DDIM(η), with or without SeqTIS.
+"""Samplers: DDPM (full or respaced), DDIM(η), with or without SeqTIS; consistency / PDMSR.
+
+:func:`sample_pdmsr` samples a distilled consistency student (model/consistency.py).
 
 Every sampler is a pure function of (network, schedule, conditioning, noise source): no state,
 no ``set_timesteps``. With a :class:`~clearcube.model.seqtis.SeqTISInputs` bundle each reverse
