@@ -94,7 +94,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )  # fmt: skip
     p.add_argument(
         "--steps", type=int, default=None,
-        help="sampling steps of the model method (default 50; pdmsr: network calls, 4)",
+        help="sampling steps of the model method (default 50; pdmsr: network calls, 2)",
     )  # fmt: skip
     p.add_argument(
         "--ladder", default="", metavar="S1,S2,...",
@@ -109,8 +109,8 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         help="consistency student of the 'student' method (default: the bundled demo-cm.pt)",
     )  # fmt: skip
     p.add_argument(
-        "--student-steps", type=int, default=4,
-        help="network calls of the 'student' method (default 4: PDMSR; 1: consistency)",
+        "--student-steps", type=int, default=2,
+        help="network calls of the 'student' method (default 2: PDMSR; 1: consistency)",
     )  # fmt: skip
     p.add_argument("--device", default="cpu", help="torch device of the model method (default cpu)")
     p.add_argument(

@@ -30,7 +30,7 @@ from clearcube.pipeline.masking import MaskRequest
 
 #: The keyword arguments of :func:`make_options` that fill the :class:`ModelSpec`.
 MODEL_FIELDS = ("checkpoint", "sampler", "steps", "eta", "samples", "seed", "ladder", "precision")
-#: Reverse steps of ddim/ddpm when none are given (consistency: 1 call, pdmsr: 4).
+#: Reverse steps of ddim/ddpm when none are given (consistency: 1 call, pdmsr: 2).
 DIFFUSION_STEPS = 50
 #: The keyword arguments that fill the :class:`MaskRequest` (``mask`` is its method).
 MASK_FIELDS = {"mask": "method", "mask_asset": "asset", "mask_values": "values"}

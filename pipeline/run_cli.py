@@ -57,7 +57,7 @@ def _model_flags(p: argparse.ArgumentParser, *, steps: int, samples: int) -> Non
     )  # fmt: skip
     p.add_argument(
         "--steps", type=int, default=None,
-        help=f"reverse steps of ddim/ddpm ({steps}); network calls of pdmsr (4)",
+        help=f"reverse steps of ddim/ddpm ({steps}); network calls of pdmsr (2)",
     )  # fmt: skip
     p.add_argument(
         "--ladder", type=_ladder, default=None, metavar="S1,S2,...",

@@ -130,7 +130,7 @@ def composite(
             (the bundled consistency student for ``consistency`` and ``pdmsr``).
         sampler: ``"ddim"`` or ``"ddpm"`` (a diffusion checkpoint); ``"consistency"`` (one
             network call) or ``"pdmsr"`` (``steps`` calls) for a consistency student.
-        steps: reverse steps of ddim/ddpm (default 50), network calls of pdmsr (default 4).
+        steps: reverse steps of ddim/ddpm (default 50), network calls of pdmsr (default 2).
         tile: tile edge in pixels.
         overlap: overlap between neighbouring tiles.
         client: a ``distributed.Client``, a scheduler address, or None for a local cluster.

@@ -53,8 +53,8 @@ def test_samplers_are_checked_against_the_checkpoint_before_any_io(
         make_options(REGION, *PERIOD, checkpoint=tiny_checkpoint, ladder=(80.0, 1.0))
     with pytest.raises(BadInputError, match="descending"):
         make_options(REGION, *PERIOD, checkpoint=student, sampler="pdmsr", ladder=(1.0, 80.0))
-    # defaults: pdmsr makes 4 calls, consistency 1, ddim 50 reverse steps; a ladder sets the count
-    assert make_options(REGION, *PERIOD, checkpoint=student, sampler="pdmsr").model.steps == 4
+    # defaults: pdmsr makes 2 calls, consistency 1, ddim 50 reverse steps; a ladder sets the count
+    assert make_options(REGION, *PERIOD, checkpoint=student, sampler="pdmsr").model.steps == 2
     assert make_options(REGION, *PERIOD, checkpoint=student, sampler="consistency").model.steps == 1
     assert make_options(REGION, *PERIOD, checkpoint=tiny_checkpoint).model.steps == 50
     laddered = make_options(REGION, *PERIOD, checkpoint=student, sampler="pdmsr", ladder=(80, 2))

@@ -45,7 +45,7 @@ SHRINK: dict[str, list[tuple[str, str]]] = {
         ('"model/checkpoints/demo.pt"', repr(str(DEMO_CHECKPOINT))),
         ("steps=400)", "steps=2, patch_size=32, held_out=0.35, eval_samples=2, eval_steps=2)"),
         (
-            'sampler="pdmsr", steps=4, samples=2,',
+            'sampler="pdmsr", steps=2, samples=2,',
             'sampler="pdmsr", steps=2, samples=2, tile=64, overlap=16,',
         ),
     ],
