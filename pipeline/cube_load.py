@@ -18,7 +18,11 @@ Choices, and why:
 - **Chunks.** ``(time 1, band all, y chunk, x chunk)`` with ``chunk = 256`` anchored at the grid
   origin, the same origin as the tile plan: one 256×256 tile plus a 32 px halo touches at most
   2×2 chunks per date, all bands come in one read, and choosing a subset of dates (SeqTIS) reads
-  only those dates.
+  only those dates. That is the *stored* chunk (``clearcube_chunk``). The lazy cube reads
+  Sentinel-2 and the extras in windows of ``READ_CHUNKS`` × ``READ_CHUNKS`` chunks (1024 px, one
+  store region): 16× fewer read tasks, same values (nearest on one grid; the demo cube and its
+  COGs byte-identical, cube stage 21.6 → 7.8 s). Sentinel-1 is read per stored chunk, because its
+  bilinear reprojection depends on the read window.
 """
 
 from __future__ import annotations
@@ -57,6 +61,8 @@ from clearcube.pipeline.retry import (
 
 log = logging.getLogger(__name__)
 
+#: Sentinel-2 read windows span this many storage chunks per side (the store's region size).
+READ_CHUNKS = 4
 #: Default y/x chunk edge in pixels (one tile).
 DEFAULT_CHUNK = 256
 
@@ -232,12 +238,17 @@ def load_cube(
             list(s1_assets.values()), gbox, retry, gdal_env,
         )  # fmt: skip
 
+    # Sentinel-2 and the extras are read in READ_CHUNKS-fold larger windows (4 × 4 storage chunks:
+    # one read task per store region instead of 16): nearest resampling on the output grid
+    # gives the same values whatever the window. Sentinel-1 keeps the storage chunk: its
+    # bilinear reprojection would move (p99 0.21 dB) with the read window (issue 13).
+    read = chunks * READ_CHUNKS
     s2 = _odc_load(
-        s2_groups, s2_keys, gbox, chunks, retry, "nearest", "uint16", 0, s2_index, gdal_env
+        s2_groups, s2_keys, gbox, read, retry, "nearest", "uint16", 0, s2_index, gdal_env
     )
     ds = xr.Dataset({"s2": _stack(s2, s2_keys, bands, "band").chunk({"band": -1})})
     for name, key in extra.items():
-        ex = _odc_load(s2_groups, [key], gbox, chunks, retry, "nearest", "uint8", 0, None, gdal_env)
+        ex = _odc_load(s2_groups, [key], gbox, read, retry, "nearest", "uint8", 0, None, gdal_env)
         ds[name] = ex[key].drop_vars("spatial_ref", errors="ignore")
     ds["s1"] = _s1_aligned(
         s1_groups, pairs, s1_assets, gbox, chunks, retry, ds["s2"], s1_index, gdal_env

@@ -77,8 +77,32 @@ def test_layout_dtypes_and_chunks(cube) -> None:
     assert lazy["s1"].dims == ("time", "s1_band", "y", "x") and lazy["s1"].dtype == np.float32
     assert list(lazy.s1_band.values) == ["VV", "VH"]
     assert lazy["scl"].dims == ("time", "y", "x") and lazy["scl"].dtype == np.uint8
-    assert lazy["s2"].data.chunksize == (1, 13, 64, 64)
+    # Sentinel-2 is read in 4 × 4 stored chunks (here the whole 154 px grid), Sentinel-1 per
+    # stored chunk (its bilinear values depend on the read window); the store keeps 64 px chunks
+    assert lazy["s2"].data.chunksize == (1, 13, 154, 154)
+    assert lazy["scl"].data.chunksize == (1, 154, 154)
     assert lazy["s1"].data.chunksize == (1, 2, 64, 64)
+    assert lazy.attrs["clearcube_chunk"] == 64
+
+
+def test_values_do_not_depend_on_the_read_window(
+    cube, scenes: dict[str, pystac.Item], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Reading Sentinel-2 per stored chunk (the old way) gives exactly the 4 × 4 window's values."""
+    import clearcube.pipeline.cube_load as cube_load
+
+    _, wide = cube
+    monkeypatch.setattr(cube_load, "READ_CHUNKS", 1)
+    narrow = load_cube(
+        [scenes[i] for i in ("d2", "d0b", "d1", "d0a")], [scenes["s1y"], scenes["s1x"]],
+        bbox=inner_bbox(), s2_assets=S2_ASSETS, s1_pairing=PAIRS, extra_assets={"scl": "scl"},
+        chunks=64,
+    )  # fmt: skip
+    assert narrow["s2"].data.chunksize == (1, 13, 64, 64)
+    narrow = narrow.compute()
+    for name in ("s2", "scl", "s1"):
+        np.testing.assert_array_equal(narrow[name].values, wide[name].values)
+    assert narrow.attrs["clearcube_fingerprint"] == wide.attrs["clearcube_fingerprint"]
 
 
 def _expected_s2(ds, band: str, date: int) -> np.ndarray:
