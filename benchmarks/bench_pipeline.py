@@ -38,6 +38,19 @@ def _rss() -> int:
     return int(psutil.Process().memory_info().rss)
 
 
+def _inner_box(
+    region: tuple[float, float, float, float], edge_m: float = 5120.0
+) -> tuple[float, float, float, float]:
+    """A square box of ``edge_m`` metres (512 px at 10 m) near the south-west corner of ``region``."""
+    west, south = region[0] + 0.01, region[1] + 0.01
+    return (
+        west,
+        south,
+        west + edge_m / (111_320 * math.cos(math.radians(south))),
+        south + edge_m / 111_320,
+    )
+
+
 def demo(args: argparse.Namespace) -> None:
     """Time the demo end to end, split by stage."""
     from clearcube.catalogs.demo import DEMO_BBOX, DEMO_END, DEMO_START
@@ -114,14 +127,7 @@ def malloc(args: argparse.Namespace) -> None:
             "MALLOC_TRIM_THRESHOLD_": 1073741824, "MALLOC_MMAP_THRESHOLD_": 33554432,
         },
     }  # fmt: skip
-    west, south = DEMO_BBOX[0] + 0.01, DEMO_BBOX[1] + 0.01
-    edge = 5120.0
-    bbox = (
-        west,
-        south,
-        west + edge / (111_320 * math.cos(math.radians(south))),
-        south + edge / 111_320,
-    )
+    bbox = _inner_box(DEMO_BBOX)
     times: dict[str, list[float]] = {k: [] for k in variants}
     for _ in range(args.repeats):
         for name, env in variants.items():
@@ -170,14 +176,7 @@ def overhead(args: argparse.Namespace) -> None:
     from clearcube.pipeline import composite
     from clearcube.pipeline.scheduling import RunStats
 
-    west, south = DEMO_BBOX[0] + 0.01, DEMO_BBOX[1] + 0.01
-    edge = 5120.0
-    bbox = (
-        west,
-        south,
-        west + edge / (111_320 * math.cos(math.radians(south))),
-        south + edge / 111_320,
-    )
+    bbox = _inner_box(DEMO_BBOX)
     run_args = dict(
         checkpoint=args.checkpoint, steps=args.steps, tile=args.tile, overlap=args.overlap,
         dates=1, samples=1,

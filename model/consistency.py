@@ -35,6 +35,7 @@ y = x̂_0 + √(σ² − σ_min²)·z, and apply f again (K calls: ``pdmsr``).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable, Sequence
 from typing import Literal
@@ -139,8 +140,8 @@ def teacher_denoiser(
     net: Denoiser, cfg: ModelConfig, clip_range: tuple[Tensor, Tensor] | None
 ) -> VEDenoiser:
     """The teacher's x̂_0 as a function of the VE variable y (see the module docstring)."""
-    sigmas = teacher_sigmas(from_config(cfg.diffusion))
     chain = from_config(cfg.diffusion)
+    sigmas = teacher_sigmas(chain)
 
     def denoise(y: Tensor, step: Tensor, cond: Tensor) -> Tensor:
         s = sigmas.to(y.device)[step.long()].to(y.dtype).reshape(-1, 1, 1, 1)
@@ -258,12 +259,7 @@ def ladder_steps(
     grid = list(cc.grid)
     grid_sigmas = table[torch.tensor(grid)]
     if sigmas:
-        if any(s <= 0 for s in sigmas) or list(sigmas) != sorted(sigmas, reverse=True):
-            raise BadInputError(
-                f"ladder {tuple(sigmas)} must be positive noise levels, descending "
-                f"(e.g. 80,2,0.5); this student's grid spans {float(grid_sigmas[0]):.3g}-"
-                f"{float(grid_sigmas[-1]):.3g}"
-            )
+        check_ladder(sigmas)
         picked = [grid[nearest_step(grid_sigmas, s)] for s in sigmas]
     else:
         if calls < 1:
@@ -283,6 +279,15 @@ def ladder_steps(
     return tuple(out)
 
 
+def check_ladder(sigmas: Sequence[float]) -> None:
+    """Refuse a PDMSR ladder that is not positive noise levels in descending order (one line)."""
+    if any(s <= 0 for s in sigmas) or list(sigmas) != sorted(sigmas, reverse=True):
+        raise BadInputError(
+            f"--ladder {','.join(f'{s:g}' for s in sigmas)} must be positive noise levels, "
+            "descending (e.g. 80,2,0.5)"
+        )
+
+
 def student_from_teacher(teacher_cfg: ModelConfig, cc: ConsistencyConfig) -> ModelConfig:
     """The student's config: the teacher's with the consistency settings."""
     if teacher_cfg.consistency is not None:
@@ -294,14 +299,7 @@ def student_from_teacher(teacher_cfg: ModelConfig, cc: ConsistencyConfig) -> Mod
             "distill: the teacher conditions on SAR noised with t (sar_noise same_t); distillation "
             "supports clean-SAR teachers (sar_noise: clean), like the bundled demo.pt"
         )
-    return ModelConfig(
-        unet=teacher_cfg.unet,
-        diffusion=teacher_cfg.diffusion,
-        s2_bands=teacher_cfg.s2_bands,
-        s1_bands=teacher_cfg.s1_bands,
-        scaling=teacher_cfg.scaling,
-        consistency=cc,
-    )
+    return dataclasses.replace(teacher_cfg, consistency=cc)
 
 
 def frozen(net: nn.Module) -> nn.Module:

@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 from pathlib import Path
-from typing import Any
-
-from tqdm import tqdm
 
 from clearcube import BadInputError
+from clearcube.model.train_cli import read_run_yaml, step_bar, with_overrides
 
 
 def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -38,31 +35,15 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 def run(args: argparse.Namespace) -> int:
     """Run the ``distill`` subcommand."""
     from clearcube.model.distill import distill, split_config  # local for CLI start-up: torch
-    from clearcube.model.train_cli import read_run_yaml
 
     if not args.teacher.is_file():
         raise BadInputError(f"teacher checkpoint {args.teacher} does not exist; pass a .pt file")
     if args.out.suffix != ".pt":
         raise BadInputError(f"--out {args.out} should name a .pt file, e.g. student.pt")
     cfg, settings = split_config(read_run_yaml(args.config))
-    overrides = {
-        "out_dir": str(args.run_dir) if args.run_dir else None,
-        "steps": args.steps,
-        "resume": args.resume,
-        "device": args.device,
-    }
-    cfg = dataclasses.replace(cfg, **{k: v for k, v in overrides.items() if v is not None})
-    with tqdm(total=cfg.steps, desc="distill", unit="step") as bar:
-
-        def progress(step: int, total: int, logs: Any) -> None:
-            bar.n = step
-            shown = {"loss": f"{logs.get('loss', float('nan')):.5f}"}
-            for key, value in logs.items():
-                if key.startswith("val_cm") or key == "val_clear_mean_rmse":
-                    shown[key] = f"{value:.4f}"
-            bar.set_postfix(shown, refresh=False)
-            bar.refresh()
-
+    cfg = with_overrides(cfg, args, args.run_dir)
+    shown = (*(f"val_cm{k}_rmse" for k in settings.validate_calls), "val_clear_mean_rmse")
+    with step_bar(cfg.steps, "distill", shown) as progress:
         path = distill(args.teacher, cfg, settings, args.out, progress=progress)
     print(path)
     return 0

@@ -169,36 +169,24 @@ def _methods(args: argparse.Namespace, samples: list[Any]) -> dict[str, Any]:
         args.steps = default_steps(args.sampler)
     ladder = _ladder(args.ladder)
     methods: dict[str, Any] = {}
+
+    def sampled(checkpoint: str | None, sampler: str, steps: int) -> Any:
+        from clearcube.model.evaluation.model_method import model_method
+
+        return model_method(
+            checkpoint, sampler=sampler, steps=steps, seed=args.seed, device=args.device,
+            samples=args.samples, ladder=ladder, precision=args.precision,
+        )  # fmt: skip
+
     for name in names:
         if name == "model":
-            from clearcube.model.evaluation.model_method import model_method
-
-            methods[name] = model_method(
-                args.checkpoint,
-                sampler=args.sampler,
-                steps=args.steps,
-                seed=args.seed,
-                device=args.device,
-                samples=args.samples,
-                ladder=ladder,
-                precision=args.precision,
-            )
+            methods[name] = sampled(args.checkpoint, args.sampler, args.steps)
         elif name == "student":
             from clearcube.model.checkpoint import default_checkpoint_path
-            from clearcube.model.evaluation.model_method import model_method
 
-            student = args.student or str(default_checkpoint_path("L1C", student=True))
-            args.student = student
-            methods[name] = model_method(
-                student,
-                sampler="consistency" if args.student_steps == 1 else "pdmsr",
-                steps=args.student_steps,
-                seed=args.seed,
-                device=args.device,
-                samples=args.samples,
-                ladder=ladder,
-                precision=args.precision,
-            )
+            args.student = args.student or str(default_checkpoint_path("L1C", student=True))
+            sampler = "consistency" if args.student_steps == 1 else "pdmsr"
+            methods[name] = sampled(args.student, sampler, args.student_steps)
         elif name == "fitted":
             from clearcube.model.evaluation.fitted import fitted_method
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -63,27 +65,43 @@ def run(args: argparse.Namespace) -> int:
     """Run the ``train`` subcommand."""
     from clearcube.model.train import train  # local for CLI start-up: torch
 
-    cfg = load_config(args.config)
+    cfg = with_overrides(load_config(args.config), args, args.out)
+    with step_bar(cfg.steps, "train", ("val_fill_rmse", "val_clear_mean_rmse")) as progress:
+        path = train(cfg, progress=progress)
+    print(path)
+    return 0
+
+
+def with_overrides(cfg: TrainConfig, args: argparse.Namespace, out_dir: Path | None) -> TrainConfig:
+    """``cfg`` with the command line's ``out_dir``, ``--steps``, ``--resume``, ``--device``."""
     overrides = {
-        "out_dir": str(args.out) if args.out else None,
+        "out_dir": str(out_dir) if out_dir else None,
         "steps": args.steps,
         "resume": args.resume,
         "device": args.device,
     }
-    cfg = dataclasses.replace(cfg, **{k: v for k, v in overrides.items() if v is not None})
-    with tqdm(total=cfg.steps, desc="train", unit="step") as bar:
+    return dataclasses.replace(cfg, **{k: v for k, v in overrides.items() if v is not None})
+
+
+@contextlib.contextmanager
+def step_bar(
+    total: int, desc: str, shown_keys: tuple[str, ...] = ()
+) -> Iterator[Callable[[int, int, Any], None]]:
+    """A tqdm bar over optimiser steps; yields the ``progress(step, total, logs)`` to pass on.
+
+    The postfix shows the loss, samples/s and those of ``shown_keys`` a step's logs carry.
+    """
+    with tqdm(total=total, desc=desc, unit="step") as bar:
 
         def progress(step: int, total: int, logs: Any) -> None:
             bar.n = step
             shown = {"loss": f"{logs.get('loss', float('nan')):.4f}"}
             if "samples_per_s" in logs:
                 shown["samples/s"] = f"{logs['samples_per_s']:.1f}"
-            for key in ("val_fill_rmse", "val_clear_mean_rmse"):
+            for key in shown_keys:
                 if key in logs:
                     shown[key] = f"{logs[key]:.4f}"
             bar.set_postfix(shown, refresh=False)
             bar.refresh()
 
-        path = train(cfg, progress=progress)
-    print(path)
-    return 0
+        yield progress

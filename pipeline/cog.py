@@ -23,13 +23,10 @@ steps, dates used) to the dataset metadata.
 
 from __future__ import annotations
 
-import itertools
 import logging
 import math
 import os
-from collections import deque
-from collections.abc import Callable, Iterator, Mapping, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Protocol
@@ -174,7 +171,8 @@ def write_cog(
                 dst.scales = (1.0 / encoding.scale,) * bands
             dst.update_tags(**dict(tags))
             windows = window_grid(height, width, *window)
-            for i, ((rows, cols), block) in enumerate(_quantised(source, windows, encoding)):
+            for i, (rows, cols) in enumerate(windows):
+                block = quantise(np.asarray(source[:, rows, cols]), encoding)
                 dst.write(block, window=((rows.start, rows.stop), (cols.start, cols.stop)))
                 if progress is not None:
                     progress(i + 1, len(windows))
@@ -200,35 +198,6 @@ def write_cog(
         part.unlink(missing_ok=True)
     log.info("wrote %s (%d bands, %d x %d)", path, bands, height, width)
     return path
-
-
-#: Windows read and quantised ahead of the staging writes (each up to ~110 MB of float32).
-READ_AHEAD = 2
-
-
-def _quantised(
-    source: ArrayLike3D, windows: Sequence[tuple[slice, slice]], encoding: CogEncoding
-) -> Iterator[tuple[tuple[slice, slice], np.ndarray]]:
-    """``(window, quantised block)`` in order, the next :data:`READ_AHEAD` read in threads.
-
-    Reading (Zarr decompression) and quantising release the GIL, so on a multi-core machine
-    they overlap with each other and with GDAL's writes; at most READ_AHEAD windows are held.
-    """
-
-    def load(window: tuple[slice, slice]) -> np.ndarray:
-        rows, cols = window
-        return quantise(np.asarray(source[:, rows, cols]), encoding)
-
-    with ThreadPoolExecutor(max_workers=READ_AHEAD, thread_name_prefix="cog-read") as pool:
-        pending: deque[tuple[tuple[slice, slice], Future[np.ndarray]]] = deque()
-        queue = iter(windows)
-        for window in itertools.islice(queue, READ_AHEAD):
-            pending.append((window, pool.submit(load, window)))
-        while pending:
-            window, future = pending.popleft()
-            for nxt in itertools.islice(queue, 1):
-                pending.append((nxt, pool.submit(load, nxt)))
-            yield window, future.result()
 
 
 def write_mosaic_cogs(

@@ -24,6 +24,7 @@ from clearcube.model.checkpoint import (
     checkpoint_sha256,
     default_checkpoint_path,
 )
+from clearcube.model.consistency import check_ladder
 from clearcube.model.fill import CONSISTENCY_SAMPLERS, check_sampler, default_steps
 from clearcube.pipeline.inference import ModelSpec
 from clearcube.pipeline.masking import MaskRequest
@@ -146,11 +147,7 @@ def _model_spec(args: dict[str, Any], level: str) -> ModelSpec:
     if ladder and sampler != "pdmsr":
         raise BadInputError("--ladder applies to --sampler pdmsr only; drop it or use pdmsr")
     if ladder:
-        if list(ladder) != sorted(ladder, reverse=True) or min(ladder) <= 0:
-            raise BadInputError(
-                f"--ladder {','.join(map(str, ladder))} must be positive noise levels, descending "
-                "(e.g. 80,2,0.5)"
-            )
+        check_ladder(ladder)
         args["steps"] = len(ladder)
     args["ladder"] = ladder
     if args.get("precision", "bf16") not in ("bf16", "fp32"):
