@@ -114,7 +114,7 @@ def register(subparsers: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     )  # fmt: skip
     p.add_argument("--device", default="cpu", help="torch device of the model method (default cpu)")
     p.add_argument(
-        "--precision", choices=("fp32", "bf16"), default="fp32",
+        "--precision", choices=("fp32", "bf16", "auto"), default="fp32",
         help="network call of the model methods (default fp32, the reference; bf16 as the pipeline)",
     )  # fmt: skip
     p.add_argument("--out", required=True, type=Path, help="output folder for the report files")

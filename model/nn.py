@@ -15,6 +15,25 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 
+class RowLinear(nn.Linear):
+    """``nn.Linear`` that, in eval mode, maps each row of a (B, D) input on its own.
+
+    A matrix product picks a different kernel for one row (gemv) than for several (gemm), and
+    their sums round differently (~1e-7), so a tile's fill would depend on how many tiles share
+    its batch. Row by row, every batch size gives the batch-of-one values bit for bit
+    (``tests/model/test_batch_invariance.py``). The rows are the timestep embeddings: a few
+    hundred numbers each, so the loop costs microseconds. Training keeps the fused product.
+    """
+
+    def forward(self, x: Tensor) -> Tensor:
+        """``x @ Wᵀ + b``; in eval mode one row at a time."""
+        if self.training or x.dim() != 2 or x.shape[0] == 1:
+            return super().forward(x)
+        return torch.cat(
+            [F.linear(x[i : i + 1], self.weight, self.bias) for i in range(x.shape[0])]
+        )
+
+
 def timestep_embedding(t: Tensor, dim: int, max_period: float = 10000.0) -> Tensor:
     """Sinusoidal embedding of (possibly fractional) timesteps.
 
@@ -122,7 +141,7 @@ class ResBlock(nn.Module):
             self.resample_x = Downsample(channels, use_conv=False)
         else:
             self.resample_h = self.resample_x = nn.Identity()
-        self.emb_proj = nn.Linear(
+        self.emb_proj = RowLinear(
             emb_channels, 2 * out_channels if use_scale_shift_norm else out_channels
         )
         self.out_norm = GroupNorm32(groups, out_channels)

@@ -20,6 +20,7 @@ from clearcube.model.nn import (
     Downsample,
     GroupNorm32,
     ResBlock,
+    RowLinear,
     Upsample,
     timestep_embedding,
     zero_init,
@@ -43,7 +44,7 @@ class UNet(nn.Module):
         self.cfg = cfg
         mc = cfg.model_channels
         emb_ch = 4 * mc
-        self.time_embed = nn.Sequential(nn.Linear(mc, emb_ch), nn.SiLU(), nn.Linear(emb_ch, emb_ch))
+        self.time_embed = nn.Sequential(RowLinear(mc, emb_ch), nn.SiLU(), RowLinear(emb_ch, emb_ch))
 
         def res(ch_in: int, ch_out: int, **kw: bool) -> ResBlock:
             return ResBlock(

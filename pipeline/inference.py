@@ -65,11 +65,15 @@ class ModelSpec:
     """K samples per tile; their mean is the composite and their spread the uncertainty."""
     seed: int = 0
     """Seed of the coordinate-keyed noise."""
-    precision: Precision = "bf16"
-    """The network call in ``"bf16"`` (autocast, channels-last: 1.75× faster on CPU at the fp32
-    fill's quality, model/precision.py) or ``"fp32"``."""
+    precision: Precision = "auto"
+    """The network call in ``"bf16"`` (autocast, channels-last: 1.75× faster on a CPU with
+    native bf16 at the fp32 fill's quality, model/precision.py) or ``"fp32"``; ``"auto"``: bf16
+    where the worker's device runs it natively, else fp32."""
     device: str = "auto"
     """``"auto"``: the worker's CUDA device when it has one, else the CPU."""
+    batch: int = 0
+    """Tile-samples per network call; 0: sized from the device's free memory on a GPU, 1 on
+    the CPU (:func:`auto_batch`). The output does not depend on it."""
 
 
 @dataclass(frozen=True)
@@ -136,11 +140,13 @@ def read_tile_inputs(
 
 @functools.lru_cache(maxsize=2)
 def worker_model(
-    checkpoint: str, device: str, precision: Precision = "bf16"
+    checkpoint: str, device: str, precision: Precision = "auto"
 ) -> tuple[Any, Any, str]:
     """Load the network once per worker process (and device, precision): ``(net, cfg, sha256)``."""
     net, cfg, meta = load_checkpoint(checkpoint, device=device)
-    return InferenceNetwork(net, precision).eval(), cfg, meta["sha256"]
+    wrapped = InferenceNetwork(net, precision).eval()
+    log.info("network %s on %s in %s", Path(checkpoint).name, device, wrapped.precision)
+    return wrapped, cfg, meta["sha256"]
 
 
 def resolve_device(device: str) -> str:
@@ -162,44 +168,161 @@ def sample_tile(
     A tile whose every pixel is clear on some date has nothing to generate: the network is
     not run (nor loaded) and the result is exactly what the merge would give.
     """
-    clear_mean, seen = _clear_mean(s2, known)
-    if seen.all():
-        return clear_mean.astype(np.float32), np.zeros(clear_mean.shape, dtype=np.float32)
+    return sample_tiles([TileInputs(s2, s1, known, tile)], spec)[0]
+
+
+@dataclass(frozen=True)
+class TileInputs:
+    """One tile's chosen dates, as :func:`read_tile_inputs` returns them."""
+
+    s2: np.ndarray
+    """``(L, 13, h, w)`` DN."""
+    s1: np.ndarray
+    """``(L, 2, h, w)`` dB, NaN: no SAR."""
+    known: np.ndarray
+    """``(L, h, w)`` bool, True = clear."""
+    tile: Tile
+    """Where the tile lies (keys its noise)."""
+
+
+def sample_tiles(tiles: list[TileInputs], spec: ModelSpec) -> list[tuple[np.ndarray, np.ndarray]]:
+    """:func:`sample_tile` for several tiles, ``spec.batch`` tile-samples per network call.
+
+    Every (tile, sample) pair that needs the model is one batch element; pairs of the same
+    padded shape and date count share a call, and each step's noise for the whole batch is one
+    :class:`~clearcube.model.noise.CoordinateNoise` draw (one origin per element). On the CPU
+    the network runs the batch element by element (``InferenceNetwork``: kernels chosen by
+    batch size round differently), the noise is keyed by coordinates and the merge is per
+    pixel, so each tile's result is bit-identical whatever the batch size
+    (``tests/pipeline/test_inference_batch.py``). On a GPU the batch is one call; whether
+    cuDNN keeps it bit-identical is checked by ``benchmarks/bench_gpu.py`` (not yet run on one).
+    """
+    results: list[tuple[np.ndarray, np.ndarray] | None] = [None] * len(tiles)
+    means: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+    for i, item in enumerate(tiles):
+        clear_mean, seen = _clear_mean(item.s2, item.known)
+        if seen.all():
+            zeros = np.zeros(clear_mean.shape, dtype=np.float32)
+            results[i] = (clear_mean.astype(np.float32), zeros)
+        else:
+            means[i] = (clear_mean, seen)
+    if not means:
+        return [r for r in results if r is not None]
 
     device = resolve_device(spec.device)
     net, cfg, _ = worker_model(spec.checkpoint, device, spec.precision)
-    # The U-Net needs sides divisible by 2^(levels-1); a region smaller than a tile gives a
-    # tile of any size, so pad (reflect the data, mark the padding unknown) and crop after.
-    h, w = s2.shape[-2:]
-    pad = ((0, 0), (0, 0), (0, -h % cfg.unet.size_multiple), (0, -w % cfg.unet.size_multiple))
-    s2 = np.pad(s2, pad, mode="reflect")
-    s1 = np.pad(s1, pad, mode="reflect")
-    known = np.pad(known, pad[1:], mode="constant", constant_values=False)
-    observed = torch.from_numpy(s2_to_model(s2.astype(np.float32)))[None].to(device)
-    sar = _fill_missing_sar(s1_to_model(s1))
-    sar_t = torch.from_numpy(sar.astype(np.float32))[None].to(device)
-    known_t = torch.from_numpy(known)[None, :, None].to(device)
-    outs = []
+    inputs = {i: _model_inputs(tiles[i], cfg.unet.size_multiple) for i in means}
+    groups: dict[tuple[int, ...], list[tuple[int, int]]] = {}
+    for i, arrays in inputs.items():
+        groups.setdefault(arrays[0].shape, []).extend((i, k) for k in range(spec.samples))
+    size = spec.batch or auto_batch(net, cfg, device, next(iter(groups)))
+    draws: dict[int, list[np.ndarray]] = {i: [] for i in means}
     with torch.inference_mode():
-        for k in range(spec.samples):
-            noise = CoordinateNoise(spec.seed, origin=(tile.y0, tile.x0), sample=k)
-            x0 = fill_gaps(
-                net,
-                cfg,
-                observed=observed,
-                known=known_t,
-                sar=sar_t,
-                generator=noise,
-                sampler=spec.sampler,
-                steps=spec.steps,
-                eta=spec.eta,
-                ladder=spec.ladder,
-            )
-            outs.append(s2_from_model(x0[0, :, :h, :w].float().cpu().numpy()))
-    stack = np.stack(outs)
-    spread = stack.std(axis=0) if spec.samples > 1 else np.zeros_like(stack[0])
-    composite = np.where(seen[None], clear_mean, stack.mean(axis=0))
-    return composite.astype(np.float32), np.where(seen[None], 0.0, spread).astype(np.float32)
+        for units in groups.values():
+            for chunk in batched(iter(units), size):
+                x0 = _fill_batch(net, cfg, chunk, tiles, inputs, spec, device)
+                for (i, _), x in zip(chunk, x0, strict=True):
+                    h, w = tiles[i].s2.shape[-2:]
+                    draws[i].append(s2_from_model(x[:, :h, :w].float().cpu().numpy()))
+    for i, (clear_mean, seen) in means.items():
+        stack = np.stack(draws[i])  # samples in order k = 0..K-1
+        spread = stack.std(axis=0) if spec.samples > 1 else np.zeros_like(stack[0])
+        composite = np.where(seen[None], clear_mean, stack.mean(axis=0))
+        spread = np.where(seen[None], 0.0, spread)
+        results[i] = (composite.astype(np.float32), spread.astype(np.float32))
+    return [r for r in results if r is not None]
+
+
+def _model_inputs(item: TileInputs, multiple: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(observed, sar, known)`` of one tile in model space, padded to sides of ``multiple``.
+
+    The U-Net needs sides divisible by 2^(levels-1); a region smaller than a tile gives a tile
+    of any size, so the data is reflected into the padding, which is marked unknown (cropped
+    after).
+    """
+    h, w = item.s2.shape[-2:]
+    pad = ((0, 0), (0, 0), (0, -h % multiple), (0, -w % multiple))
+    s2 = np.pad(item.s2, pad, mode="reflect")
+    s1 = np.pad(item.s1, pad, mode="reflect")
+    known = np.pad(item.known, pad[1:], mode="constant", constant_values=False)
+    observed = s2_to_model(s2.astype(np.float32))
+    sar = _fill_missing_sar(s1_to_model(s1)).astype(np.float32)
+    return observed, sar, known
+
+
+def _fill_batch(
+    net: Any,
+    cfg: Any,
+    chunk: tuple[tuple[int, int], ...],
+    tiles: list[TileInputs],
+    inputs: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]],
+    spec: ModelSpec,
+    device: str,
+) -> torch.Tensor:
+    """One :func:`fill_gaps` call over the (tile, sample) pairs of ``chunk``: ``(B, C, H, W)``."""
+
+    def stacked(part: int) -> torch.Tensor:
+        return torch.from_numpy(np.stack([inputs[i][part] for i, _ in chunk])).to(device)
+
+    noise = CoordinateNoise(
+        spec.seed,
+        origin=[(tiles[i].tile.y0, tiles[i].tile.x0) for i, _ in chunk],
+        sample=[k for _, k in chunk],
+    )
+    x0: torch.Tensor = fill_gaps(
+        net,
+        cfg,
+        observed=stacked(0),
+        known=stacked(2)[:, :, None],
+        sar=stacked(1),
+        generator=noise,
+        sampler=spec.sampler,
+        steps=spec.steps,
+        eta=spec.eta,
+        ladder=spec.ladder,
+    )
+    return x0
+
+
+#: Upper bound of an automatic batch (tile-samples per network call).
+MAX_AUTO_BATCH = 32
+#: Share of the device's free memory an automatic batch may take.
+AUTO_BATCH_MEMORY = 0.6
+
+
+def batch_for_memory(free_bytes: int, per_element_bytes: int) -> int:
+    """Batch elements that fit in :data:`AUTO_BATCH_MEMORY` of ``free_bytes`` (1..32)."""
+    fits = int(AUTO_BATCH_MEMORY * free_bytes) // max(per_element_bytes, 1)
+    return max(1, min(MAX_AUTO_BATCH, fits))
+
+
+@functools.lru_cache(maxsize=8)
+def _probe_bytes(net: Any, device: str, shape: tuple[int, ...], cond: int) -> int:
+    """Peak CUDA memory of one network call on one element of ``shape`` (C, H, W)."""
+    torch.cuda.synchronize(device)
+    torch.cuda.reset_peak_memory_stats(device)
+    base = torch.cuda.memory_allocated(device)
+    x = torch.zeros((1, *shape), device=device)
+    c = torch.zeros((1, cond, *shape[1:]), device=device)
+    with torch.inference_mode():
+        net(x, torch.zeros(1, dtype=torch.int64, device=device), c)
+    torch.cuda.synchronize(device)
+    return int(torch.cuda.max_memory_allocated(device) - base)
+
+
+def auto_batch(net: Any, cfg: Any, device: str, shape: tuple[int, ...]) -> int:
+    """The batch a worker uses when ``ModelSpec.batch`` is 0.
+
+    On a GPU: as many tile-samples as fit in 60 % of the free memory, from one probe call's
+    peak (cached per process), at most 32. On the CPU: 1, because batching was slower per tile
+    there (benchmarks/RESULTS.md, "Batch size").
+    """
+    if torch.device(device).type != "cuda":
+        return 1
+    _, channels, h, w = shape
+    per = _probe_bytes(net, device, (channels, h, w), cfg.unet.cond_channels)
+    free, _ = torch.cuda.mem_get_info(device)
+    return batch_for_memory(free, per)
 
 
 def _clear_mean(s2: np.ndarray, known: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -225,34 +348,54 @@ def _fill_missing_sar(sar: np.ndarray) -> np.ndarray:
 
 
 def infer_tiles(jobs: tuple[TileJob, ...]) -> list[TileOutcome]:
-    """The Dask task: :func:`infer_tile` for each of a few tiles (amortises the scheduling)."""
-    return [infer_tile(job) for job in jobs]
+    """The Dask task: read, sample (batched, :func:`sample_tiles`), write and report a few tiles.
 
-
-def infer_tile(job: TileJob) -> TileOutcome:
-    """The Dask task: read, sample, write the pre-weighted tile to the store, report."""
+    Each tile is written to the store on its own as soon as the batch is done, so a resumed run
+    skips exactly the finished tiles. ``seconds`` of each outcome is the task's wall time shared
+    evenly among its tiles.
+    """
     start = time.perf_counter()
     torch_threads = os.environ.get("CLEARCUBE_TORCH_THREADS")
     if torch_threads:
         torch.set_num_threads(int(torch_threads))
-    s2, s1, known = read_tile_inputs(job.cube, job.tile, job.dates)
-    covered = np.any(np.all(s2 > 0, axis=1), axis=0)
-    picked = list(choose_tile_dates(known, max_dates=job.max_dates))
-    s2, s1, known = s2[picked], s1[picked], first_clear(known[picked])
-    composite, spread = sample_tile(s2, s1, known, job.tile, job.model)
-    seen = known.any(axis=0)
-    products = tile_products(composite, spread, known, covered)
-    job.store.write_tile(
-        job.tile, {p: products[p] for p in job.store.spec.products}, clear_fraction=seen.mean()
-    )
-    return TileOutcome(
-        number=job.store.spec.plan.number(job.tile),
-        clear_fraction=float(seen.mean()),
-        generated_fraction=float((covered & ~seen).mean()),
-        dates=tuple(job.dates[i] for i in picked),
-        seconds=time.perf_counter() - start,
-        worker=_worker_address(),
-    )
+    specs = {job.model for job in jobs}
+    assert len(specs) == 1, "one task samples with one ModelSpec"
+    chosen, covered = [], []
+    for job in jobs:
+        s2, s1, known = read_tile_inputs(job.cube, job.tile, job.dates)
+        covered.append(np.any(np.all(s2 > 0, axis=1), axis=0))
+        picked = list(choose_tile_dates(known, max_dates=job.max_dates))
+        chosen.append((picked, TileInputs(s2[picked], s1[picked], first_clear(known[picked]),
+                                          job.tile)))  # fmt: skip
+    results = sample_tiles([item for _, item in chosen], jobs[0].model)
+    outcomes = []
+    for job, (picked, item), cover, (composite, spread) in zip(
+        jobs, chosen, covered, results, strict=True
+    ):
+        seen = item.known.any(axis=0)
+        products = tile_products(composite, spread, item.known, cover)
+        job.store.write_tile(
+            job.tile, {p: products[p] for p in job.store.spec.products}, clear_fraction=seen.mean()
+        )
+        outcomes.append((job, picked, seen, cover))
+    seconds = (time.perf_counter() - start) / len(jobs)
+    worker = _worker_address()
+    return [
+        TileOutcome(
+            number=job.store.spec.plan.number(job.tile),
+            clear_fraction=float(seen.mean()),
+            generated_fraction=float((cover & ~seen).mean()),
+            dates=tuple(job.dates[i] for i in picked),
+            seconds=seconds,
+            worker=worker,
+        )
+        for job, picked, seen, cover in outcomes
+    ]
+
+
+def infer_tile(job: TileJob) -> TileOutcome:
+    """One tile as its own task (:func:`infer_tiles` of one)."""
+    return infer_tiles((job,))[0]
 
 
 def tile_products(

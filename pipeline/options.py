@@ -26,11 +26,16 @@ from clearcube.model.checkpoint import (
 )
 from clearcube.model.consistency import check_ladder
 from clearcube.model.fill import CONSISTENCY_SAMPLERS, check_sampler, default_steps
+from clearcube.model.precision import PRECISIONS
 from clearcube.pipeline.inference import ModelSpec
 from clearcube.pipeline.masking import MaskRequest
 
 #: The keyword arguments of :func:`make_options` that fill the :class:`ModelSpec`.
-MODEL_FIELDS = ("checkpoint", "sampler", "steps", "eta", "samples", "seed", "ladder", "precision")
+MODEL_FIELDS = (
+    "checkpoint", "sampler", "steps", "eta", "samples", "seed", "ladder", "precision", "batch",
+)  # fmt: skip
+#: Model fields that do not change a pixel, so not part of a run's identity.
+OUTPUT_NEUTRAL = ("checkpoint", "batch")
 #: Reverse steps of ddim/ddpm when none are given (consistency: 1 call, pdmsr: 2).
 DIFFUSION_STEPS = 50
 #: The keyword arguments that fill the :class:`MaskRequest` (``mask`` is its method).
@@ -150,9 +155,14 @@ def _model_spec(args: dict[str, Any], level: str) -> ModelSpec:
         check_ladder(ladder)
         args["steps"] = len(ladder)
     args["ladder"] = ladder
-    if args.get("precision", "bf16") not in ("bf16", "fp32"):
+    batch = args.get("batch", 0)
+    if not isinstance(batch, int) or isinstance(batch, bool) or batch < 0:
         raise BadInputError(
-            f"precision {args['precision']!r} unknown; pass --precision bf16 or fp32"
+            f"batch {batch!r} must be a whole number of tiles per network call (0: automatic)"
+        )
+    if args.get("precision", "auto") not in PRECISIONS:
+        raise BadInputError(
+            f"precision {args['precision']!r} unknown; pass --precision auto, bf16 or fp32"
         )
     return ModelSpec(**args)
 
@@ -201,7 +211,7 @@ def run_record(opts: CompositeOptions) -> dict[str, Any]:
         for f in dataclasses.fields(opts)
         if f.name not in ("model", "mask")
     }
-    record.update({k: getattr(opts.model, k) for k in MODEL_FIELDS if k != "checkpoint"})
+    record.update({k: getattr(opts.model, k) for k in MODEL_FIELDS if k not in OUTPUT_NEUTRAL})
     if not opts.model.ladder:  # records of runs without a ladder stay as they always were
         del record["ladder"]
     record["checkpoint_sha256"] = checkpoint_sha256(opts.model.checkpoint)

@@ -119,6 +119,17 @@ def test_tiles_per_task_do_not_change_the_cog(
     np.testing.assert_array_equal(read_cog(result.cog_path), read_cog(reference_run.cog_path))
 
 
+def test_network_batches_do_not_change_the_cog(
+    runs: Any, reference_run: Any, read_cog: Callable[[Path], np.ndarray]
+) -> None:
+    """The reference ran each tile alone through the network; 3 tile-samples per call (tasks of
+    4 tiles, so batches of 3 and 1, and of mixed samples) give the same bytes."""
+    out = runs.seeded(reference_run, "batch-3")
+    result = runs.run(out, tiles_per_task=4, batch=3)
+    assert result.tiles["computed"] == TOTAL_TILES
+    np.testing.assert_array_equal(read_cog(result.cog_path), read_cog(reference_run.cog_path))
+
+
 def test_one_worker_gives_the_same_cog_as_two(
     runs: Any, reference_run: Any, read_cog: Callable[[Path], np.ndarray]
 ) -> None:
