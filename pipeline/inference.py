@@ -195,7 +195,7 @@ def sample_tiles(tiles: list[TileInputs], spec: ModelSpec) -> list[tuple[np.ndar
     batch size round differently), the noise is keyed by coordinates and the merge is per
     pixel, so each tile's result is bit-identical whatever the batch size
     (``tests/pipeline/test_inference_batch.py``). On a GPU the batch is one call; whether
-    cuDNN keeps it bit-identical is checked by ``benchmarks/bench_gpu.py`` (not yet run on one).
+    cuDNN keeps it bit-identical is not yet verified (no GPU run since).
     """
     results: list[tuple[np.ndarray, np.ndarray] | None] = [None] * len(tiles)
     means: dict[int, tuple[np.ndarray, np.ndarray]] = {}
