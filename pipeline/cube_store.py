@@ -11,12 +11,14 @@ resuming into a store built with different arguments.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import dask
 import xarray as xr
 import zarr
 from dask.base import tokenize
@@ -127,6 +129,7 @@ def write_cube(
     *,
     region_size: int = DEFAULT_REGION,
     progress: Callable[[int, int], None] | None = None,
+    scheduler: str | None = None,
 ) -> Path:
     """Write ``ds`` (from :func:`load_cube`) to a Zarr v3 store at ``path``, resuming if begun.
 
@@ -138,6 +141,9 @@ def write_cube(
         progress: called as ``progress(done, total)`` once at the start (regions already done
             count as done) and after each region. An exception it raises stops the build; the
             regions written so far are kept and a rerun resumes after them.
+        scheduler: the Dask scheduler the regions are computed on (``"threads"``: this
+            process's thread pool); None: the default one, the active ``distributed`` client
+            when there is one.
 
     Returns:
         The store path.
@@ -166,9 +172,10 @@ def write_cube(
     for k, (ys, xs) in enumerate(regions):
         if done[k]:
             continue
-        body.isel(y=ys, x=xs).to_zarr(
-            str(path), region={"y": ys, "x": xs}, zarr_format=3, consolidated=False
-        )
+        with dask.config.set(scheduler=scheduler) if scheduler else contextlib.nullcontext():
+            body.isel(y=ys, x=xs).to_zarr(
+                str(path), region={"y": ys, "x": xs}, zarr_format=3, consolidated=False
+            )
         flags[k] = 1  # only after the region's data is fully written
         n_done += 1
         if progress:

@@ -179,7 +179,13 @@ def composite(
                 extra_assets=opts.mask.cube_assets(scl), requester_pays=opts.requester_pays,
                 skip_bad_assets=opts.skip_bad_assets,
             )  # fmt: skip
-            cube_path = write_cube(cube, out / "cube.zarr", progress=_stage(report, "cube"))
+            # On the local cluster clearcube starts itself, the cube is read on this process's
+            # threads: one GDAL cache and no task transfers (demo cube 15.1 s -> 9.8 s,
+            # benchmarks/RESULTS.md); a given cluster reads where its workers are.
+            cube_path = write_cube(
+                cube, out / "cube.zarr", progress=_stage(report, "cube"),
+                scheduler="threads" if client is None else None,
+            )  # fmt: skip
         with timer("mask"):
             selection = mask_and_choose(
                 cube_path, opts.mask, start=opts.start, end=opts.end, target=opts.target,

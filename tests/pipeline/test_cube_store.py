@@ -120,3 +120,22 @@ def test_refusals(tmp_path: Path, scenes) -> None:
         write_cube(_cube(scenes), other, region_size=64)
     with pytest.raises(BadInputError, match="multiple of the chunk size"):
         write_cube(_cube(scenes), tmp_path / "c.zarr", region_size=48)
+
+
+def test_threads_scheduler_bypasses_the_client_and_writes_the_same(tmp_path: Path, scenes) -> None:
+    from distributed import Client, LocalCluster, get_task_stream
+
+    ds = _cube(scenes)
+    with (
+        LocalCluster(n_workers=1, processes=False, dashboard_address=None) as cluster,
+        Client(cluster) as client,
+    ):
+        with get_task_stream(client) as on_cluster:
+            write_cube(ds, tmp_path / "cluster.zarr", region_size=64)
+        with get_task_stream(client) as threaded:
+            write_cube(ds, tmp_path / "threads.zarr", region_size=64, scheduler="threads")
+    assert len(on_cluster.data) > 0 and threaded.data == []
+    xr.testing.assert_identical(
+        open_cube(tmp_path / "threads.zarr").compute(),
+        open_cube(tmp_path / "cluster.zarr").compute(),
+    )
