@@ -7,7 +7,8 @@ Builds the demo region's L1C and L2A cubes (``clearcube.catalogs.demo``, SIZE px
 all 9 dates) with the simulation's true labels (``truth_cloud``: 0 clear, 1 thick, 2 thin,
 3 cirrus, 4 shadow) and prints, per route, the recall of each class (share of its pixels
 masked) and the false-alarm rate (share of clear pixels masked). Routes: s2cloudless alone,
-s2cloudless with projected shadows (the L1C default), and SCL (the L2A route).
+s2cloudless with projected shadows (the L1C route) with the classifier at 10, 20 and 40 m
+(``MaskConfig.coarsen`` 1, 2, 4), and SCL (the L2A route).
 """
 
 from __future__ import annotations
@@ -65,7 +66,9 @@ def main(size: int = 1024) -> None:
               + ", ".join(f"{CLASSES[c]} {(truth[valid] == c).mean():.3f}" for c in CLASSES))  # fmt: skip
         routes = (
             [("s2cloudless", "s2cloudless", MaskConfig(shadows=False)),
-             ("s2cloudless + shadows", "s2cloudless", MaskConfig())]
+             ("s2cloudless + shadows", "s2cloudless", MaskConfig(coarsen=1)),
+             ("s2cloudless + shadows, 20 m", "s2cloudless", MaskConfig(coarsen=2)),
+             ("s2cloudless + shadows, 40 m", "s2cloudless", MaskConfig(coarsen=4))]
             if level == "L1C" else [("scl", "scl", MaskConfig())]
         )  # fmt: skip
         for name, method, cfg in routes:

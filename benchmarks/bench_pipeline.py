@@ -1,16 +1,19 @@
 """The pipeline end to end: time per stage, and peak worker memory as the region grows.
 
     OMP_NUM_THREADS=2 python benchmarks/bench_pipeline.py demo --checkpoint model/checkpoints/demo.pt --steps 20
-    OMP_NUM_THREADS=2 python benchmarks/bench_pipeline.py memory --checkpoint CKPT --base 128
+    python benchmarks/bench_pipeline.py memory --steps 2 --tile 256 --overlap 32
 
     python benchmarks/bench_pipeline.py malloc --checkpoint model/checkpoints/demo.pt --steps 10
     python benchmarks/bench_pipeline.py overhead --checkpoint model/checkpoints/demo.pt --steps 10 --tile 256 --overlap 32
 
 ``demo``: the whole demo region (``clearcube demo``'s call) with the result's per-stage timings
 (search, cube, mask, inference, blend, cog). ``memory``: square regions of ``base``, 2× and 4×
-``base`` pixels (1×, 4×, 16× the tiles) inside the demo region, each on a fresh local cluster of
-2 worker processes; a thread samples every worker's RSS (psutil, via ``client.run``) every 0.25 s
-and the peak per worker is printed. Streaming tile by tile, the peak must stay flat.
+``base`` pixels (1×, 4×, 16× the area; 16× of the default 288 px is the whole demo region, all the
+demo catalog covers) inside the demo region, the whole ``composite`` (L2A route by default) in a
+fresh subprocess and local cluster of 2 worker processes per size; the client's peak is the
+subprocess's ``ru_maxrss``, a thread samples every worker's RSS (psutil, via ``client.run``)
+every 0.25 s. Everything streams (cube by region, tiles one task at a time, products by window,
+the quicklook decimated), so both must stay flat.
 ``malloc``: inference of a 512 px box of the demo region, alternating the workers' glibc malloc
 settings between distributed's (``MALLOC_TRIM_THRESHOLD_=65536``) and clearcube's (1 GiB trim,
 32 MiB mmap threshold), A/B/A/B in one run on fresh local clusters; prints seconds per variant.
@@ -26,10 +29,9 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:
-    from distributed import Client
+import numpy as np
 
 
 def _rss() -> int:
@@ -70,48 +72,83 @@ def demo(args: argparse.Namespace) -> None:
 
 
 def memory(args: argparse.Namespace) -> None:
-    """Peak RSS per worker for regions of 1×, 4× and 16× the tiles."""
+    """Peak RSS of the client process and of each worker for 1×, 4× and 16× the area.
+
+    Each size runs in a fresh subprocess (``memory-one``), so the client's peak is that size's
+    own (``ru_maxrss`` of the process) and not the largest size's so far.
+    """
+    import json
+    import subprocess
+    import sys
+
+    rows = []
+    for factor in (1, 2, 4):
+        cmd = [sys.executable, __file__, "memory-one", "--edge", str(args.base * factor),
+               "--steps", str(args.steps), "--tile", str(args.tile), "--overlap", str(args.overlap),
+               "--mask", args.mask]  # fmt: skip
+        if args.checkpoint:
+            cmd += ["--checkpoint", args.checkpoint]
+        done = subprocess.run(cmd, check=True, capture_output=True, text=True)
+        row = json.loads(done.stdout.strip().splitlines()[-1])
+        rows.append(row)
+        print(
+            f"{factor * factor:>2}x ({row['edge']} px): {row['tiles']:4d} tiles, "
+            f"total {row['seconds']:6.1f} s, client peak {row['client_mib']} MiB, "
+            f"worker peaks {row['worker_mib']} MiB",
+            flush=True,
+        )
+    for key in ("client_mib", "worker_mib"):
+        first, last = max(np.atleast_1d(rows[0][key])), max(np.atleast_1d(rows[-1][key]))
+        print(f"{key}: 1x {first} -> 16x {last} MiB ({last / first - 1:+.0%}; goal within 15 %)")
+
+
+def memory_one(args: argparse.Namespace) -> None:
+    """One size of :func:`memory`: prints one JSON line."""
+    import json
+    import resource
+
     from clearcube.catalogs.demo import DEMO_BBOX
     from clearcube.deploy.local import local_cluster
     from clearcube.pipeline import composite
 
-    west, south = DEMO_BBOX[0] + 0.005, DEMO_BBOX[1] + 0.005
-    for factor in (1, 2, 4):
-        edge_m = args.base * factor * 10.0
-        bbox = (west, south, west + edge_m / (111_320 * math.cos(math.radians(south))),
-                south + edge_m / 111_320)  # fmt: skip
-        with (
-            tempfile.TemporaryDirectory() as tmp,
-            local_cluster(n_workers=2, gpu=False, dashboard_address=None) as client,
-        ):
-            client.wait_for_workers(2)
-            peaks: dict[str, int] = {}
-            stop = threading.Event()
+    west, south = DEMO_BBOX[0] + 0.002, DEMO_BBOX[1] + 0.002
+    edge_m = args.edge * 10.0
+    bbox = (west, south, west + edge_m / (111_320 * math.cos(math.radians(south))),
+            south + edge_m / 111_320)  # fmt: skip
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        local_cluster(n_workers=2, gpu=False, dashboard_address=None) as client,
+    ):
+        client.wait_for_workers(2)
+        peaks: dict[str, int] = {}
+        stop = threading.Event()
 
-            def sample(
-                client: Client = client, peaks: dict[str, int] = peaks, stop: threading.Event = stop
-            ) -> None:
-                while not stop.is_set():
-                    try:
-                        for addr, rss in client.run(_rss).items():
-                            peaks[addr] = max(peaks.get(addr, 0), rss)
-                    except Exception:  # a worker between tasks or restarting: next sample
-                        pass
-                    stop.wait(0.25)
+        def sample() -> None:
+            while not stop.is_set():
+                try:
+                    for addr, rss in client.run(_rss).items():
+                        peaks[addr] = max(peaks.get(addr, 0), rss)
+                except Exception:  # a worker between tasks or restarting: next sample
+                    pass
+                stop.wait(0.25)
 
-            sampler = threading.Thread(target=sample, daemon=True)
-            sampler.start()
-            result = composite(
-                bbox, "2024-06-25", "2024-07-15", Path(tmp) / "out", checkpoint=args.checkpoint,
-                steps=args.steps, tile=args.tile, overlap=args.overlap, dates=2, client=client,
-            )  # fmt: skip
-            stop.set()
-            sampler.join()
-        mib = sorted(round(v / 2**20) for v in peaks.values())
-        print(
-            f"{factor * factor:>2}x: {result.tiles['total']:4d} tiles, "
-            f"inference {result.timings['inference']:6.1f} s, peak RSS per worker MiB {mib}"
-        )
+        sampler = threading.Thread(target=sample, daemon=True)
+        sampler.start()
+        t0 = time.perf_counter()
+        extra = {"checkpoint": args.checkpoint} if args.checkpoint else {}
+        result = composite(
+            bbox, "2024-05-01", "2024-07-31", Path(tmp) / "out", steps=args.steps,
+            tile=args.tile, overlap=args.overlap, dates=2, mask=args.mask, client=client, **extra,
+        )  # fmt: skip
+        seconds = time.perf_counter() - t0
+        stop.set()
+        sampler.join()
+    client_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+    print(json.dumps({
+        "edge": args.edge, "tiles": result.tiles["total"], "seconds": round(seconds, 1),
+        "client_mib": round(client_kib / 1024),
+        "worker_mib": sorted(round(v / 2**20) for v in peaks.values()),
+    }))  # fmt: skip
 
 
 def malloc(args: argparse.Namespace) -> None:
@@ -235,15 +272,22 @@ def main() -> None:
     for name, fn in (
         ("demo", demo),
         ("memory", memory),
+        ("memory-one", memory_one),
         ("malloc", malloc),
         ("overhead", overhead),
     ):
         p = sub.add_parser(name)
-        p.add_argument("--checkpoint", required=True, help="model checkpoint")
+        p.add_argument(
+            "--checkpoint",
+            required=name not in ("memory", "memory-one"),
+            help="model checkpoint (memory: default, the route's bundled one)",
+        )
+        p.add_argument("--edge", type=int, default=256, help="memory-one: region edge (px)")
+        p.add_argument("--mask", default="scl", help="memory: the cloud-mask route")
         p.add_argument("--steps", type=int, default=2)
         p.add_argument("--tile", type=int, default=256 if name == "demo" else 64)
         p.add_argument("--overlap", type=int, default=32 if name == "demo" else 16)
-        p.add_argument("--base", type=int, default=128, help="memory: edge of the 1x region (px)")
+        p.add_argument("--base", type=int, default=288, help="memory: edge of the 1x region (px)")
         p.add_argument("--repeats", type=int, default=2, help="malloc, overhead: A/B rounds")
         p.add_argument("--workers", type=int, default=2, help="overhead: worker processes")
         p.set_defaults(fn=fn)
