@@ -360,24 +360,9 @@ def infer_tiles(jobs: tuple[TileJob, ...]) -> list[TileOutcome]:
         torch.set_num_threads(int(torch_threads))
     specs = {job.model for job in jobs}
     assert len(specs) == 1, "one task samples with one ModelSpec"
-    chosen, covered = [], []
-    for job in jobs:
-        s2, s1, known = read_tile_inputs(job.cube, job.tile, job.dates)
-        covered.append(np.any(np.all(s2 > 0, axis=1), axis=0))
-        picked = list(choose_tile_dates(known, max_dates=job.max_dates))
-        chosen.append((picked, TileInputs(s2[picked], s1[picked], first_clear(known[picked]),
-                                          job.tile)))  # fmt: skip
-    results = sample_tiles([item for _, item in chosen], jobs[0].model)
     outcomes = []
-    for job, (picked, item), cover, (composite, spread) in zip(
-        jobs, chosen, covered, results, strict=True
-    ):
-        seen = item.known.any(axis=0)
-        products = tile_products(composite, spread, item.known, cover)
-        job.store.write_tile(
-            job.tile, {p: products[p] for p in job.store.spec.products}, clear_fraction=seen.mean()
-        )
-        outcomes.append((job, picked, seen, cover))
+    for group in batched(iter(jobs), _tiles_per_call(jobs[0].model, len(jobs))):
+        outcomes += _infer_group(group)
     seconds = (time.perf_counter() - start) / len(jobs)
     worker = _worker_address()
     return [
@@ -391,6 +376,45 @@ def infer_tiles(jobs: tuple[TileJob, ...]) -> list[TileOutcome]:
         )
         for job, picked, seen, cover in outcomes
     ]
+
+
+def _tiles_per_call(spec: ModelSpec, n: int) -> int:
+    """How many of a task's ``n`` tiles are read and sampled together.
+
+    A task's tiles are held in memory only as many at a time as one network call takes, so a
+    worker's memory does not grow with the tiles per task (which grow with the region): the
+    given batch's worth of tiles, one on the CPU (its automatic batch), all of them on a GPU
+    with the automatic batch (sized there from the device's memory, not the host's).
+    """
+    if spec.batch:
+        return max(1, spec.batch // spec.samples)
+    return n if torch.device(resolve_device(spec.device)).type == "cuda" else 1
+
+
+def _infer_group(
+    jobs: tuple[TileJob, ...],
+) -> list[tuple[TileJob, list[int], Any, Any]]:
+    """Read, sample and write ``jobs``: ``(job, picked dates, seen, covered)`` per tile."""
+    chosen, covered = [], []
+    for job in jobs:
+        s2, s1, known = read_tile_inputs(job.cube, job.tile, job.dates)
+        covered.append(np.any(np.all(s2 > 0, axis=1), axis=0))
+        picked = list(choose_tile_dates(known, max_dates=job.max_dates))
+        chosen.append((picked, TileInputs(s2[picked], s1[picked], first_clear(known[picked]),
+                                          job.tile)))  # fmt: skip
+        del s2, s1, known
+    results = sample_tiles([item for _, item in chosen], jobs[0].model)
+    outcomes = []
+    for job, (picked, item), cover, (composite, spread) in zip(
+        jobs, chosen, covered, results, strict=True
+    ):
+        seen = item.known.any(axis=0)
+        products = tile_products(composite, spread, item.known, cover)
+        job.store.write_tile(
+            job.tile, {p: products[p] for p in job.store.spec.products}, clear_fraction=seen.mean()
+        )
+        outcomes.append((job, picked, seen, cover))
+    return outcomes
 
 
 def infer_tile(job: TileJob) -> TileOutcome:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -68,3 +69,14 @@ def test_automatic_batch_is_one_on_the_cpu_and_fits_the_free_memory() -> None:
     assert batch_for_memory(10_000, 1_000) == 6  # 60 % of the free memory
     assert batch_for_memory(500, 1_000) == 1  # at least one
     assert batch_for_memory(10**12, 1) == MAX_AUTO_BATCH
+
+
+def test_a_task_holds_one_network_call_of_tiles_at_a_time() -> None:
+    """Worker memory must not grow with the tiles per task (which grow with the region)."""
+    from clearcube.pipeline.inference import _tiles_per_call
+
+    cpu = ModelSpec(checkpoint="unused.pt", device="cpu")
+    assert _tiles_per_call(cpu, 8) == 1  # the CPU's automatic batch is one tile-sample
+    assert _tiles_per_call(replace(cpu, batch=4), 8) == 4
+    assert _tiles_per_call(replace(cpu, batch=4, samples=2), 8) == 2  # 2 tiles x 2 samples
+    assert _tiles_per_call(replace(cpu, batch=1, samples=3), 8) == 1
