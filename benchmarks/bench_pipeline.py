@@ -85,7 +85,7 @@ def memory(args: argparse.Namespace) -> None:
     for factor in (1, 2, 4):
         cmd = [sys.executable, __file__, "memory-one", "--edge", str(args.base * factor),
                "--steps", str(args.steps), "--tile", str(args.tile), "--overlap", str(args.overlap),
-               "--mask", args.mask]  # fmt: skip
+               "--mask", args.mask, "--dates", str(args.dates)]  # fmt: skip
         if args.checkpoint:
             cmd += ["--checkpoint", args.checkpoint]
         done = subprocess.run(cmd, check=True, capture_output=True, text=True)
@@ -93,7 +93,7 @@ def memory(args: argparse.Namespace) -> None:
         rows.append(row)
         print(
             f"{factor * factor:>2}x ({row['edge']} px): {row['tiles']:4d} tiles, "
-            f"total {row['seconds']:6.1f} s, client peak {row['client_mib']} MiB, "
+            f"{row['generated']:.1%} generated, total {row['seconds']:6.1f} s, client peak {row['client_mib']} MiB, "
             f"worker peaks {row['worker_mib']} MiB",
             flush=True,
         )
@@ -138,7 +138,7 @@ def memory_one(args: argparse.Namespace) -> None:
         extra = {"checkpoint": args.checkpoint} if args.checkpoint else {}
         result = composite(
             bbox, "2024-05-01", "2024-07-31", Path(tmp) / "out", steps=args.steps,
-            tile=args.tile, overlap=args.overlap, dates=2, mask=args.mask, client=client, **extra,
+            tile=args.tile, overlap=args.overlap, dates=args.dates, mask=args.mask, client=client, **extra,
         )  # fmt: skip
         seconds = time.perf_counter() - t0
         stop.set()
@@ -146,6 +146,7 @@ def memory_one(args: argparse.Namespace) -> None:
     client_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
     print(json.dumps({
         "edge": args.edge, "tiles": result.tiles["total"], "seconds": round(seconds, 1),
+        "generated": round(result.provenance["overall"]["generated"], 3),
         "client_mib": round(client_kib / 1024),
         "worker_mib": sorted(round(v / 2**20) for v in peaks.values()),
     }))  # fmt: skip
@@ -284,6 +285,7 @@ def main() -> None:
         )
         p.add_argument("--edge", type=int, default=256, help="memory-one: region edge (px)")
         p.add_argument("--mask", default="scl", help="memory: the cloud-mask route")
+        p.add_argument("--dates", type=int, default=1, help="memory: dates fused per tile")
         p.add_argument("--steps", type=int, default=2)
         p.add_argument("--tile", type=int, default=256 if name == "demo" else 64)
         p.add_argument("--overlap", type=int, default=32 if name == "demo" else 16)
