@@ -46,7 +46,13 @@ from clearcube.model.checkpoint import save_checkpoint
 from clearcube.model.config import preset
 from clearcube.model.precision import InferenceNetwork, resolve_precision
 from clearcube.model.unet import UNet
-from clearcube.pipeline.inference import ModelSpec, TileInputs, auto_batch, sample_tiles
+from clearcube.pipeline.inference import (
+    ModelSpec,
+    TileInputs,
+    auto_batch,
+    sample_tiles,
+    worker_model,
+)
 from clearcube.pipeline.tiles import Tile
 
 #: Dense (no sparsity) bf16 tensor-core peak in FLOP/s, from the vendors' data sheets.
@@ -200,8 +206,6 @@ def region(args: argparse.Namespace, device: str, name: str) -> None:
         )  # fmt: skip
         warm = _synthetic_tiles(1, args.tile, 3, seed=1)
         sample_tiles(warm, spec)  # loads the network, sizes the automatic batch
-        from clearcube.pipeline.inference import worker_model
-
         net, mcfg, _ = worker_model(str(ckpt), device, args.precision)
         shape = (1, mcfg.unet.in_channels, args.tile, args.tile)
         batch = spec.batch or auto_batch(net, mcfg, device, shape)
@@ -209,7 +213,7 @@ def region(args: argparse.Namespace, device: str, name: str) -> None:
         _sync(device)
         t0 = time.perf_counter()
         done = 0
-        chunk = max(batch, 1) * 4  # what one worker holds at once (several tasks' tiles)
+        chunk = max(batch, 1) * 4  # tiles per sample_tiles call; it runs them `batch` at a time
         for start in range(0, len(tiles), chunk):
             sample_tiles(tiles[start : start + chunk], spec)
             done += len(tiles[start : start + chunk])
