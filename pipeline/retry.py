@@ -34,6 +34,7 @@ from rasterio.windows import from_bounds
 
 from clearcube.catalogs.radiometry import NO_CONVERSION, PixelConversion
 from clearcube.errors import AssetReadError, BadInputError, install_log_redaction, redact
+from clearcube.pipeline.exact_warp import exact_read
 
 log = logging.getLogger(__name__)
 
@@ -178,9 +179,11 @@ def asset_index(
 
 
 class _RetryingReader:
-    """Wraps one odc-loader raster reader with retries and per-item pixel conversion.
+    """Wraps one odc-loader raster reader with retries, exact warps and per-item conversion.
 
-    Every ``read`` goes through :func:`retry_call`, and the pixels it returns are converted to
+    Every ``read`` goes through :func:`retry_call`; a read that warps with a resampling kernel
+    runs through :func:`~clearcube.pipeline.exact_warp.exact_read` (values independent of the read
+    window), the rest through odc-loader's reader. The pixels it returns are converted to
     clearcube's convention (``ref.conversion``) before odc-loader fuses the items of a date, so
     each item gets its own offset or units.
     """
@@ -188,13 +191,14 @@ class _RetryingReader:
     def __init__(
         self,
         inner: Any,
-        href: str,
+        src: Any,
         ref: AssetRef | None,
         policy: RetryPolicy,
         gdal_env: Mapping[str, str] | None = None,
     ):
         self._inner = inner
-        self._href = href
+        self._src = src
+        self._href: str = src.uri
         self._ref = ref
         self._policy = policy
         self._env = dict(gdal_env or {})
@@ -211,6 +215,9 @@ class _RetryingReader:
                 # answered from that cache, or it fails in no time without asking the server.
                 env["CPL_VSIL_CURL_NON_CACHED"] = _vsi_path(self._href)
             with rasterio.Env(**env):
+                exact = exact_read(self._src, cfg, dst_geobox, dst=dst, selection=selection)
+                if exact is not None:
+                    return exact
                 return self._inner.read(cfg, dst_geobox, dst=dst, selection=selection)
 
         roi, pixels = retry_call(read, self._policy, href=self._href, ref=self._ref)
@@ -257,7 +264,7 @@ def retrying_driver(
 
         def open(self, src: Any, ctx: Any) -> _RetryingReader:  # type: ignore[override]
             return _RetryingReader(
-                super().open(src, ctx), src.uri, self.index.get(src.uri), self.policy, self.env
+                super().open(src, ctx), src, self.index.get(src.uri), self.policy, self.env
             )
 
         def __reduce__(self) -> tuple[Any, ...]:  # a local class: pickle via the factory

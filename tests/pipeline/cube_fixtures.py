@@ -53,6 +53,11 @@ def s1_value(pol: str, date: int, row: np.ndarray | float) -> np.ndarray:
     return np.asarray(s1_base(pol, date) + S1_GRADIENT * np.asarray(row))
 
 
+def s1_speckle(row: np.ndarray, col: np.ndarray) -> np.ndarray:
+    """A fixed ±2 dB pixel-scale pattern (no randomness): neighbours differ by up to 4 dB."""
+    return np.asarray(((np.asarray(row) * 7919 + np.asarray(col) * 104729) % 17) / 4.0 - 2.0)
+
+
 def write_cog(path: Path, data: np.ndarray, *, crs: str, transform: object, nodata: float) -> None:
     """Write a single-band Cloud-Optimized GeoTIFF."""
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -156,8 +161,13 @@ def make_s1_item(
     date: int,
     *,
     bounds_wgs84: tuple[float, float, float, float] | None = None,
+    speckle: bool = False,
 ) -> pystac.Item:
-    """Write one S1 scene (VV, VH in dB, EPSG:4326) covering the S2 scenes with margin."""
+    """Write one S1 scene (VV, VH in dB, EPSG:4326) covering the S2 scenes with margin.
+
+    ``speckle`` adds :func:`s1_speckle` to the linear ramp: texture at the pixel scale, where a
+    resampling kernel that moves with the read window shows.
+    """
     if bounds_wgs84 is None:
         w, s, e, n = _footprint(
             (ORIGIN[0], ORIGIN[1] - SIZE_M, ORIGIN[0] + SIZE_M, ORIGIN[1]), EPSG
@@ -178,7 +188,10 @@ def make_s1_item(
     for pol in ("VV", "VH"):
         key = EARTH_SEARCH_ASSETS[pol]
         href = root / item_id / f"{key}.tif"
-        data = s1_value(pol, date, rows).astype("float32")
+        data = s1_value(pol, date, rows)
+        if speckle:
+            data = data + s1_speckle(*np.indices((height, width)))
+        data = data.astype("float32")
         write_cog(href, data, crs="EPSG:4326", transform=transform, nodata=float("nan"))
         item.add_asset(
             key,

@@ -1,0 +1,125 @@
+"""Reprojected reads whose values do not depend on the read window (issue 13).
+
+odc-loader reprojects a source that does not paste onto the output grid with
+``rasterio.warp.reproject`` and GDAL's defaults, and two of those make a pixel's value depend on
+which output window it was read in:
+
+- **the approximate transformer.** GDAL interpolates the source coordinates linearly across the
+  window and refines only where the error passes 0.125 source pixels, so the same output pixel
+  samples a slightly different source point in a different window;
+- **the kernel scale.** For a resampling kernel wider than nearest, GDAL sizes the kernel from
+  the ratio of the window's output size to its source size, which moves with the window too.
+
+Sentinel-1 is the source this bites: it comes in another CRS and is read bilinearly, and its
+values moved by up to 0.21 dB (p99) between 256 px and 1024 px reads of the demo cube. Here the
+warp runs through a warped VRT with the transformer effectively exact (``EXACT_TOLERANCE``) and a kernel scale fixed per source
+(:func:`kernel_scale`, measured at the source's centre), so every output pixel is the same
+function of the source whatever window it is read in, and Sentinel-1 can be read in the same
+1024 px windows as Sentinel-2.
+
+Reads this module does not change are left to odc-loader (:func:`exact_read` returns ``None``):
+nearest resampling (no kernel), sources that paste onto the grid (no warp), reads from
+overviews (a 2× or coarser output), multi-band sources and sources georeferenced by ground control
+points (Earth Search's uncalibrated GRD, which clearcube does not load by default).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import rasterio
+from odc.geo.converters import rio_geobox
+from odc.geo.geobox import GeoBox
+from odc.geo.overlap import compute_reproject_roi
+from odc.geo.roi import roi_is_empty, roi_shape
+from odc.geo.warp import resampling_s2rio
+from odc.loader._reader import (
+    resolve_band_query,
+    resolve_dst_dtype,
+    resolve_dst_nodata,
+    resolve_src_nodata,
+)
+from pyproj import Transformer
+from rasterio.vrt import WarpedVRT
+
+#: Translation tolerance (output pixels) below which odc-loader pastes instead of warping; the
+#: same value it uses for non-nearest reads, so both agree on which sources paste.
+PASTE_TOLERANCE = 0.05
+
+#: Error bound (source pixels) of GDAL's transformer approximation: small enough that every output
+#: pixel is transformed exactly (rasterio's ``reproject`` cannot turn the approximation off, and
+#: a warped VRT refuses 0).
+EXACT_TOLERANCE = 1e-6
+
+Roi = tuple[slice, slice]
+
+
+def kernel_scale(src: GeoBox, dst: GeoBox) -> tuple[float, float]:
+    """Output pixels per source pixel along the source's x and y, at the source's centre.
+
+    This is what GDAL calls ``XSCALE``/``YSCALE``: below 1 it widens the resampling kernel by its
+    inverse (an anti-aliased downsample). One value per source, not per read window.
+    """
+    ny, nx = src.shape
+    cols = np.array([nx / 2, nx / 2 + 1, nx / 2])
+    rows = np.array([ny / 2, ny / 2, ny / 2 + 1])
+    a, b, c, d, e, f = tuple(src.affine)[:6]
+    to_dst = Transformer.from_crs(str(src.crs), str(dst.crs), always_xy=True)
+    x, y = to_dst.transform(a * cols + b * rows + c, d * cols + e * rows + f)
+    a, b, c, d, e, f = tuple(~dst.affine)[:6]
+    px, py = a * np.asarray(x) + b * np.asarray(y) + c, d * np.asarray(x) + e * np.asarray(y) + f
+    along_x = float(np.hypot(px[1] - px[0], py[1] - py[0]))
+    along_y = float(np.hypot(px[2] - px[0], py[2] - py[0]))
+    return along_x, along_y
+
+
+def exact_read(
+    src: Any, cfg: Any, dst_geobox: GeoBox, *, dst: np.ndarray | None = None, selection: Any = None
+) -> tuple[Roi, np.ndarray] | None:
+    """Read ``src`` (an odc-loader ``RasterSource``) onto ``dst_geobox`` with an exact warp.
+
+    Returns the output region and its pixels, like an odc-loader reader, or ``None`` when the read
+    is one odc-loader's own path already does independently of the window (see the module).
+    """
+    if cfg.nearest:
+        return None
+    with rasterio.open(src.uri, "r", sharing=False) as rdr:
+        bidx = resolve_band_query(src, rdr.count, selection=selection)
+        if not isinstance(bidx, int):
+            return None
+        src_box = rio_geobox(rdr)
+        if not isinstance(src_box, GeoBox):
+            return None  # georeferenced by ground control points: odc-loader's warp
+        rr = compute_reproject_roi(src_box, dst_geobox, ttol=PASTE_TOLERANCE)
+        if (rr.paste_ok and rr.read_shrink == 1) or (cfg.use_overviews and rr.read_shrink > 1):
+            return None
+        roi: Roi = rr.roi_dst  # type: ignore[assignment]
+        dtype = resolve_dst_dtype(rdr.dtypes[bidx - 1], cfg)
+        out = dst[roi] if dst is not None else np.empty(roi_shape(roi), dtype=dtype)
+        src_nodata = resolve_src_nodata(rdr.nodatavals[bidx - 1], cfg)
+        dst_nodata = resolve_dst_nodata(out.dtype, cfg, src_nodata)
+        if roi_is_empty(roi):
+            return roi, out
+        if roi_is_empty(rr.roi_src):
+            if dst_nodata is not None:
+                out[...] = dst_nodata
+            return roi, out
+        box = dst_geobox[roi]
+        xscale, yscale = kernel_scale(src_box, dst_geobox)
+        with WarpedVRT(
+            rdr,
+            crs=str(box.crs),
+            transform=box.transform,
+            width=box.shape.x,
+            height=box.shape.y,
+            resampling=resampling_s2rio(cfg.resampling),
+            src_nodata=src_nodata,
+            nodata=dst_nodata,
+            dtype=out.dtype.name,
+            tolerance=EXACT_TOLERANCE,
+            XSCALE=repr(xscale),  # warp options go as keywords: ``warp_extras`` is ignored
+            YSCALE=repr(yscale),
+        ) as vrt:
+            out[...] = vrt.read(bidx)
+    return roi, out
