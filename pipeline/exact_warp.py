@@ -17,8 +17,14 @@ warp runs through a warped VRT with the transformer effectively exact (``EXACT_T
 function of the source whatever window it is read in, and Sentinel-1 can be read in the same
 1024 px windows as Sentinel-2.
 
+Nearest reads that upsample by a whole factor onto an aligned grid (Sentinel-2's 20 and 60 m bands
+onto the 10 m grid) are done here too, as a plain read of the source pixels repeated ``k`` times
+along each axis (:func:`upsampled_read`): the same pixels GDAL's nearest warp gives (each output
+pixel centre falls in exactly one source pixel), at a fifth of its cost (24 vs 5 ms per 1024 px
+window of a 20 m band).
+
 Reads this module does not change are left to odc-loader (:func:`exact_read` returns ``None``):
-nearest resampling (no kernel), sources that paste onto the grid (no warp), reads from
+other nearest reads (10 m bands paste), sources that paste onto the grid (no warp), reads from
 overviews (a 2× or coarser output), multi-band sources and sources georeferenced by ground control
 points (Earth Search's uncalibrated GRD, which clearcube does not load by default).
 """
@@ -74,6 +80,66 @@ def kernel_scale(src: GeoBox, dst: GeoBox) -> tuple[float, float]:
     return along_x, along_y
 
 
+def upsample_factor(src: GeoBox, dst: GeoBox) -> tuple[int, int, int] | None:
+    """``(k, row offset, column offset)`` when ``dst`` is ``src`` upsampled by a whole ``k ≥ 2``.
+
+    The offsets are in output pixels from the source's top-left corner to the output's (either
+    may be negative). ``None`` when the grids differ in CRS, rotation, or alignment, or when the
+    factor is not a whole number of at least 2.
+    """
+    a, b, c, d, e, f = tuple(src.affine)[:6]
+    da_, db, dc, dd, de, df = tuple(dst.affine)[:6]
+    if b or d or db or dd or src.crs != dst.crs or da_ <= 0 or de >= 0:
+        return None
+    k = a / da_
+    if round(k) < 2 or abs(k - round(k)) > 1e-9 or abs(e / de - k) > 1e-9:
+        return None
+    rows, cols = (f - df) / -de, (dc - c) / da_
+    if abs(rows - round(rows)) > 1e-6 or abs(cols - round(cols)) > 1e-6:
+        return None
+    return round(k), round(rows), round(cols)
+
+
+def upsampled_read(
+    rdr: Any, bidx: int, src_box: GeoBox, cfg: Any, dst_geobox: GeoBox, dst: np.ndarray | None
+) -> tuple[Roi, np.ndarray] | None:
+    """Nearest onto a whole-factor upsampled grid: read the source pixels, repeat each ``k``×``k``.
+
+    ``None`` when the grids are not so related (odc-loader reads it then).
+    """
+    factor = upsample_factor(src_box, dst_geobox)
+    if factor is None:
+        return None
+    k, oy, ox = factor
+    (height, width), (ny, nx) = src_box.shape.yx, dst_geobox.shape.yx
+    # the output pixels inside the source: row i covers source row (oy + i) // k
+    y0, y1 = max(0, -oy), min(ny, height * k - oy)
+    x0, x1 = max(0, -ox), min(nx, width * k - ox)
+    roi: Roi = (slice(y0, max(y0, y1)), slice(x0, max(x0, x1)))
+    dtype = resolve_dst_dtype(rdr.dtypes[bidx - 1], cfg)
+    out = dst[roi] if dst is not None else np.empty(roi_shape(roi), dtype=dtype)
+    if roi_is_empty(roi):
+        return roi, out
+    r0, r1 = (oy + y0) // k, (oy + y1 - 1) // k + 1
+    c0, c1 = (ox + x0) // k, (ox + x1 - 1) // k + 1
+    pixels = rdr.read(bidx, window=((r0, r1), (c0, c1)))
+    up = pixels.repeat(k, axis=0).repeat(k, axis=1)
+    dy, dx = (oy + y0) - r0 * k, (ox + x0) - c0 * k
+    out[...] = up[dy : dy + (y1 - y0), dx : dx + (x1 - x0)]
+    src_nodata = resolve_src_nodata(rdr.nodatavals[bidx - 1], cfg)
+    dst_nodata = resolve_dst_nodata(out.dtype, cfg, src_nodata)
+    if src_nodata is not None and dst_nodata is not None and not _same(src_nodata, dst_nodata):
+        missing = np.isnan(pixels) if np.isnan(src_nodata) else pixels == src_nodata
+        if missing.any():
+            gone = missing.repeat(k, axis=0).repeat(k, axis=1)
+            out[gone[dy : dy + (y1 - y0), dx : dx + (x1 - x0)]] = dst_nodata
+    return roi, out
+
+
+def _same(a: float, b: float) -> bool:
+    return bool(a == b or (np.isnan(a) and np.isnan(b)))
+
+
 def exact_read(
     src: Any, cfg: Any, dst_geobox: GeoBox, *, dst: np.ndarray | None = None, selection: Any = None
 ) -> tuple[Roi, np.ndarray] | None:
@@ -82,8 +148,6 @@ def exact_read(
     Returns the output region and its pixels, like an odc-loader reader, or ``None`` when the read
     is one odc-loader's own path already does independently of the window (see the module).
     """
-    if cfg.nearest:
-        return None
     with rasterio.open(src.uri, "r", sharing=False) as rdr:
         bidx = resolve_band_query(src, rdr.count, selection=selection)
         if not isinstance(bidx, int):
@@ -91,6 +155,8 @@ def exact_read(
         src_box = rio_geobox(rdr)
         if not isinstance(src_box, GeoBox):
             return None  # georeferenced by ground control points: odc-loader's warp
+        if cfg.nearest:
+            return upsampled_read(rdr, bidx, src_box, cfg, dst_geobox, dst)
         rr = compute_reproject_roi(src_box, dst_geobox, ttol=PASTE_TOLERANCE)
         if (rr.paste_ok and rr.read_shrink == 1) or (cfg.use_overviews and rr.read_shrink > 1):
             return None
