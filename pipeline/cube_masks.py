@@ -8,10 +8,12 @@ when those show no ground.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Callable
 from pathlib import Path
 
+import dask
 import dask.array as da
 import numpy as np
 import xarray as xr
@@ -38,27 +40,33 @@ def mask_and_choose(
     target: str | None,
     fuse: int,
     progress: Progress,
+    scheduler: str | None = None,
 ) -> DateSelection:
     """Choose the dates, mask their clouds into the cube (once), and check that ground shows.
 
     When the chosen dates turn out to show no ground at all (the catalog's cloud cover was
     wrong), every date is masked and the choice is made again on measured fractions.
+    ``scheduler`` is the Dask scheduler the masks are computed on (``None``: the default one,
+    a distributed client when there is one; ``"threads"``: this process's threads).
 
     Raises:
         BadInputError: no date of the period shows any clear pixel.
     """
-    selection = choose_dates(cube_path, start=start, end=end, target=target, fuse=fuse)
-    clear = mask_dates(cube_path, selection.indices, request, progress)
-    if np.any(clear[list(selection.indices)] > 0):
-        return selection
-    clear = mask_dates(cube_path, tuple(range(clear.size)), request, progress)
-    if not np.any(clear > 0):
-        raise BadInputError(
-            f"no clear pixel in any of the {clear.size} dates between {start} and {end}; "
-            "widen the dates (SeqTIS needs at least one clear observation somewhere)"
+    with dask.config.set(scheduler=scheduler) if scheduler else contextlib.nullcontext():
+        selection = choose_dates(cube_path, start=start, end=end, target=target, fuse=fuse)
+        clear = mask_dates(cube_path, selection.indices, request, progress)
+        if np.any(clear[list(selection.indices)] > 0):
+            return selection
+        clear = mask_dates(cube_path, tuple(range(clear.size)), request, progress)
+        if not np.any(clear > 0):
+            raise BadInputError(
+                f"no clear pixel in any of the {clear.size} dates between {start} and {end}; "
+                "widen the dates (SeqTIS needs at least one clear observation somewhere)"
+            )
+        measured = np.nan_to_num(clear, nan=0.0)
+        return choose_dates(
+            cube_path, start=start, end=end, target=target, fuse=fuse, clear=measured
         )
-    measured = np.nan_to_num(clear, nan=0.0)
-    return choose_dates(cube_path, start=start, end=end, target=target, fuse=fuse, clear=measured)
 
 
 def mask_dates(

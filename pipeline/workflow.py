@@ -49,6 +49,11 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+#: Where the mask stage computes when clearcube started the local cluster itself: this
+#: process's threads (demo s2cloudless masks 62.0 -> 44.1 s, SCL 7.3 -> 4.0 s, identical masks;
+#: benchmarks/RESULTS.md). A cluster the user gives computes the masks on its workers.
+MASK_SCHEDULER = "threads"
+
 #: ``progress(stage, done, total)``: how far a stage is; the CLI turns it into bars.
 Progress = Callable[[str, int, int], None]
 
@@ -190,6 +195,7 @@ def composite(
             selection = mask_and_choose(
                 cube_path, opts.mask, start=opts.start, end=opts.end, target=opts.target,
                 fuse=opts.dates, progress=_stage(report, "mask"),
+                scheduler=MASK_SCHEDULER if client is None else None,
             )  # fmt: skip
         with timer("inference"):
             spec = spec_for_cube(

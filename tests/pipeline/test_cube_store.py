@@ -139,3 +139,37 @@ def test_threads_scheduler_bypasses_the_client_and_writes_the_same(tmp_path: Pat
         open_cube(tmp_path / "threads.zarr").compute(),
         open_cube(tmp_path / "cluster.zarr").compute(),
     )
+
+
+def test_masks_on_threads_bypass_the_client_and_store_the_same(tmp_path: Path, scenes) -> None:
+    """The mask stage's ``scheduler="threads"`` (what composite uses on its own local cluster)."""
+    import shutil
+
+    from distributed import Client, LocalCluster, get_task_stream
+
+    from clearcube.pipeline.cube_masks import mask_and_choose
+    from clearcube.pipeline.masking import MaskRequest
+
+    write_cube(_cube(scenes), tmp_path / "base.zarr", region_size=64)
+    for name in ("cluster", "threads"):
+        shutil.copytree(tmp_path / "base.zarr", tmp_path / f"{name}.zarr")
+    kwargs = {"start": "2024-06-01", "end": "2024-06-30", "target": None, "fuse": 3}
+    with (
+        LocalCluster(n_workers=1, processes=False, dashboard_address=None) as cluster,
+        Client(cluster) as client,
+    ):
+        with get_task_stream(client) as on_cluster:
+            a = mask_and_choose(
+                tmp_path / "cluster.zarr", MaskRequest(method="scl"), progress=lambda *_: None,
+                **kwargs,
+            )  # fmt: skip
+        with get_task_stream(client) as threaded:
+            b = mask_and_choose(
+                tmp_path / "threads.zarr", MaskRequest(method="scl"), progress=lambda *_: None,
+                scheduler="threads", **kwargs,
+            )  # fmt: skip
+    assert len(on_cluster.data) > 0 and threaded.data == []
+    assert a == b
+    cloud = open_cube(tmp_path / "threads.zarr")["cloud"].values
+    assert cloud.any() and not cloud.all()  # the fixture's SCL has clouds and ground
+    np.testing.assert_array_equal(cloud, open_cube(tmp_path / "cluster.zarr")["cloud"].values)
