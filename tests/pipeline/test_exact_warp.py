@@ -75,6 +75,21 @@ def test_upsampled_read_equals_gdals_nearest_warp(
     assert (expected > 0).any() or dy >= 60  # the cases overlap the source (one is outside)
 
 
+def test_a_same_grid_read_equals_gdals_nearest_warp(coarse: Path) -> None:
+    """k = 1: a window of the source's own grid, across its bottom-right corner."""
+    box = GeoBox((30, 25), Affine(20, 0, X0 + 20 * 30, 0, -20, Y0 - 20 * 20), CRS)
+    with rasterio.open(coarse) as rdr:
+        src_box = rio_geobox(rdr)
+        assert isinstance(src_box, GeoBox)
+        got = upsampled_read(rdr, 1, src_box, _cfg(), box, None)
+    assert got is not None
+    roi, pixels = got
+    mosaic = np.zeros(box.shape.yx, dtype="uint16")
+    mosaic[roi] = pixels
+    np.testing.assert_array_equal(mosaic, _gdal_nearest(coarse, box))
+    assert roi == (slice(0, 17), slice(0, 11))  # 37 - 20 rows and 41 - 30 columns overlap
+
+
 def test_only_whole_aligned_factors_take_the_fast_path(coarse: Path) -> None:
     with rasterio.open(coarse) as rdr:
         src = rio_geobox(rdr)
@@ -86,6 +101,6 @@ def test_only_whole_aligned_factors_take_the_fast_path(coarse: Path) -> None:
     assert upsample_factor(src, box(X0, 10)) == (2, 0, 0)
     assert upsample_factor(src, box(X0 + 30, 10)) == (2, 0, 3)
     assert upsample_factor(src, box(X0 + 5, 10)) is None  # half a pixel off the grid
-    assert upsample_factor(src, box(X0, 20)) is None  # same resolution: odc-loader pastes
+    assert upsample_factor(src, box(X0 + 40, 20)) == (1, 0, 2)  # same grid: a paste
     assert upsample_factor(src, box(X0, 8)) is None  # 2.5×: not whole
     assert kernel_scale(src, box(X0, 10)) == pytest.approx((2.0, 2.0))
