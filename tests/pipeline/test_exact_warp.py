@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -13,8 +16,10 @@ from odc.geo.converters import rio_geobox
 from odc.geo.geobox import GeoBox
 from odc.loader.types import RasterLoadParams
 from rasterio.transform import from_origin
+from rasterio.vrt import WarpedVRT
 from rasterio.warp import Resampling
 
+from clearcube.pipeline import exact_warp
 from clearcube.pipeline.exact_warp import kernel_scale, upsample_factor, upsampled_read
 
 CRS = "EPSG:32633"
@@ -104,3 +109,70 @@ def test_only_whole_aligned_factors_take_the_fast_path(coarse: Path) -> None:
     assert upsample_factor(src, box(X0 + 40, 20)) == (1, 0, 2)  # same grid: a paste
     assert upsample_factor(src, box(X0, 8)) is None  # 2.5×: not whole
     assert kernel_scale(src, box(X0, 10)) == pytest.approx((2.0, 2.0))
+
+
+@pytest.fixture()
+def geographic(tmp_path: Path) -> Path:
+    """Speckled float32 in EPSG:4326 (about 10 m pixels at 45° N), NaN nodata, with a hole."""
+    rng = np.random.default_rng(5)
+    values = (-12 + 3 * rng.standard_normal((90, 110))).astype("float32")
+    values[30:40, 50:65] = np.nan
+    path = tmp_path / "vv.tif"
+    with rasterio.open(
+        path, "w", driver="GTiff", width=110, height=90, count=1, dtype="float32",
+        crs="EPSG:4326", transform=from_origin(15.0, 45.0, 1.27e-4, 9e-5), nodata=np.nan,
+    ) as dst:  # fmt: skip
+        dst.write(values, 1)
+    return path
+
+
+def _bilinear(rdr: Any) -> Callable[..., WarpedVRT]:
+    return functools.partial(
+        WarpedVRT, rdr, crs=CRS, resampling=Resampling.bilinear, src_nodata=np.nan,
+        nodata=np.nan, dtype="float32", XSCALE="1", YSCALE="1",
+    )  # fmt: skip
+
+
+def _utm_grid(dy: int, dx: int, ny: int, nx: int) -> GeoBox:
+    """Rows/columns of a 10 m grid over the geographic fixture (its origin is not on the lattice)."""
+    return GeoBox((ny, nx), Affine(10, 0, 500_130 + 10 * dx, 0, -10, 4_983_510 - 10 * dy), CRS)
+
+
+def test_block_warp_equals_an_exact_warp_to_its_tolerance(
+    geographic: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Blocks of 16 px over a region across the source's edges: GDAL's exact transformer's values.
+
+    The transformer's error is at most BLOCK_TOLERANCE source pixels, so a bilinear value can
+    move by at most that times the largest step between neighbouring source pixels.
+    """
+    monkeypatch.setattr(exact_warp, "WARP_BLOCK", 16)
+    grid = _utm_grid(-7, -3, 120, 100)
+    out = np.empty(grid.shape.yx, dtype="float32")
+    with rasterio.open(geographic) as rdr:
+        exact_warp.warp_in_blocks(_bilinear(rdr), 1, grid, (slice(0, 120), slice(0, 100)), out)
+        with _bilinear(rdr)(
+            transform=grid.transform, width=100, height=120, tolerance=1e-6
+        ) as vrt:  # fmt: skip
+            expected = vrt.read(1)
+        values = rdr.read(1)
+    steps = max(np.nanmax(np.abs(np.diff(values, axis=a))) for a in (0, 1))
+    valid = ~np.isnan(expected)
+    assert 0.3 < valid.mean() < 0.95  # the region crosses the source's edges and its hole
+    np.testing.assert_array_equal(np.isnan(out), ~valid)
+    assert np.abs(out - expected)[valid].max() <= exact_warp.BLOCK_TOLERANCE * steps
+
+
+def test_overlapping_regions_agree_exactly(
+    geographic: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two windows of one grid, offset by a non-multiple of the block, give the same pixels."""
+    monkeypatch.setattr(exact_warp, "WARP_BLOCK", 16)
+    reads = []
+    with rasterio.open(geographic) as rdr:
+        for dy, dx, ny, nx in ((0, 0, 70, 60), (23, 37, 50, 45)):
+            out = np.empty((ny, nx), dtype="float32")
+            region = (slice(0, ny), slice(0, nx))
+            exact_warp.warp_in_blocks(_bilinear(rdr), 1, _utm_grid(dy, dx, ny, nx), region, out)
+            reads.append(out)
+    np.testing.assert_array_equal(reads[0][23:70, 37:60], reads[1][: 70 - 23, : 60 - 37])
