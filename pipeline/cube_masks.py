@@ -9,6 +9,7 @@ when those show no ground.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 from collections.abc import Callable
 from pathlib import Path
@@ -56,7 +57,7 @@ def mask_and_choose(
         selection = choose_dates(cube_path, start=start, end=end, target=target, fuse=fuse)
         clear = mask_dates(cube_path, selection.indices, request, progress)
         if np.any(clear[list(selection.indices)] > 0):
-            return selection
+            return _with_measured(selection, clear)
         clear = mask_dates(cube_path, tuple(range(clear.size)), request, progress)
         if not np.any(clear > 0):
             raise BadInputError(
@@ -64,9 +65,17 @@ def mask_and_choose(
                 "widen the dates (SeqTIS needs at least one clear observation somewhere)"
             )
         measured = np.nan_to_num(clear, nan=0.0)
-        return choose_dates(
+        chosen = choose_dates(
             cube_path, start=start, end=end, target=target, fuse=fuse, clear=measured
         )
+        return _with_measured(chosen, measured)
+
+
+def _with_measured(selection: DateSelection, clear: np.ndarray) -> DateSelection:
+    """``selection`` carrying the measured clear fraction of each of its dates."""
+    return dataclasses.replace(
+        selection, measured=tuple(float(clear[i]) for i in selection.indices)
+    )
 
 
 def mask_dates(

@@ -43,6 +43,9 @@ class DateSelection:
     """Fraction of clear pixels of the region at each chosen date."""
     preference: tuple[int, ...] = ()
     """The same positions as ``indices``, nearest the target first (the order tiles pick in)."""
+    measured: tuple[float, ...] = ()
+    """Clear fraction of each chosen date measured from its cloud mask (clear and valid pixels),
+    in the order of ``indices``; empty until the dates are masked."""
 
 
 def middle_date(start: str | np.datetime64, end: str | np.datetime64) -> np.datetime64:

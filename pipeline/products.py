@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,7 @@ from clearcube.pipeline.cog import write_mosaic_cogs
 from clearcube.pipeline.cube_store import open_cube
 from clearcube.pipeline.dates import DateSelection
 from clearcube.pipeline.mosaic import MosaicStore
-from clearcube.pipeline.provenance import PROVENANCE, ProvenanceView, fractions
+from clearcube.pipeline.provenance import PROVENANCE, ProvenanceView
 from clearcube.pipeline.quicklook import least_clear, write_quicklook
 from clearcube.pipeline.stac_item import build_stac_item, write_stac_item
 
@@ -70,23 +71,16 @@ def write_products(
         tags: provenance tags written into every COG and the item (``clearcube:<key>``).
         progress: ``progress(stage, done, total)``.
     """
-    cogs = write_mosaic_cogs(
-        store, out, tags=tags, progress=lambda p, done, total: progress(f"cog {p}", done, total)
-    )
-    ds = open_cube(cube_path)
-    chosen = list(selection.indices)
-    # Streamed: the clear fractions are reduced chunk by chunk (dask) and the "before" panel
-    # stays lazy, so the quicklook reads only its decimated pixels, never a whole date.
-    clear = 1.0 - ds["cloud"].isel(time=chosen).astype("float32").mean(("y", "x")).values
-    # the cloudiest candidate that still shows some ground: what the composite replaced
-    before = ds["s2"].isel(time=chosen[least_clear(clear, min_clear=0.05)]).astype("float32")
-    before = before / DN_PER_REFLECTANCE  # the store holds reflectance, the cube DN
-    classes = ProvenanceView(store.array("provenance"), store.array("composite"))
-    quicklook = write_quicklook(
-        before, store.array("composite"), list(store.spec.bands), out / "quicklook.png",
-        provenance=classes,
-    )  # fmt: skip
-    report = provenance_report(classes, store)
+    # The COGs (GDAL and zlib, which release the GIL) are written on a thread of their own
+    # while this one draws the quicklook and counts the provenance: the stage takes the
+    # longer of the two instead of their sum (benchmarks/RESULTS.md).
+    with ThreadPoolExecutor(1, thread_name_prefix="clearcube-cog") as pool:
+        writing = pool.submit(
+            write_mosaic_cogs, store, out, tags=tags,
+            progress=lambda p, done, total: progress(f"cog {p}", done, total),
+        )  # fmt: skip
+        quicklook, report = _quicklook_and_report(store, cube_path, selection, out)
+        cogs = writing.result()
     plan = store.spec.plan
     assets = {k: v for k, v in cogs.items() if k in ("composite", "uncertainty", "provenance")}
     item = build_stac_item(
@@ -112,25 +106,58 @@ def write_products(
     )
 
 
+def _quicklook_and_report(
+    store: MosaicStore, cube_path: Path, selection: DateSelection, out: Path
+) -> tuple[Path, dict[str, Any]]:
+    """Write the quicklook PNG and count the provenance report (both streamed)."""
+    ds = open_cube(cube_path)
+    chosen = list(selection.indices)
+    # The clear fractions the mask stage measured; else reduced chunk by chunk (dask). The
+    # "before" panel stays lazy, so the quicklook reads only its decimated pixels, never a date.
+    if selection.measured:
+        clear = np.asarray(selection.measured)
+    else:
+        clear = 1.0 - ds["cloud"].isel(time=chosen).astype("float32").mean(("y", "x")).values
+    # the cloudiest candidate that still shows some ground: what the composite replaced
+    before = ds["s2"].isel(time=chosen[least_clear(clear, min_clear=0.05)]).astype("float32")
+    before = before / DN_PER_REFLECTANCE  # the store holds reflectance, the cube DN
+    classes = ProvenanceView(store.array("provenance"), store.array("composite"))
+    quicklook = write_quicklook(
+        before, store.array("composite"), list(store.spec.bands), out / "quicklook.png",
+        provenance=classes,
+    )  # fmt: skip
+    return quicklook, provenance_report(classes, store)
+
+
 def provenance_report(classes: ProvenanceView, store: MosaicStore) -> dict[str, Any]:
     """Shares of observed / fused / generated pixels, overall and per tile (``"y0,x0"``).
 
-    The overall shares come from the output windows (each pixel once); a tile's share of
-    generated pixels from its whole window (overlaps included).
+    The overall shares count each pixel once; a tile's share of generated pixels counts its
+    whole window (overlaps included). One pass over the output windows: each window's classes
+    are computed once and counted into the overall shares and into every tile it touches.
     """
-    counts = dict.fromkeys(PROVENANCE, 0.0)
+    plan = store.spec.plan
+    counts = np.zeros(len(PROVENANCE))
+    tile_valid = dict.fromkeys(plan, 0)
+    tile_generated = dict.fromkeys(plan, 0)
     for rows, cols in store.output_windows():
         window = classes[0, rows, cols][0]
-        valid = float(np.sum(np.isfinite(window)))
-        for name, share in fractions(window).items():
-            counts[name] += share * valid
-    pixels = max(sum(counts.values()), 1.0)
-    overall = {name: round(v / pixels, 4) for name, v in counts.items()}
+        counts += [np.count_nonzero(window == i + 1) for i in range(len(PROVENANCE))]
+        for tile in plan.intersecting(rows, cols):
+            ty, tx = tile.window
+            part = window[
+                max(ty.start, rows.start) - rows.start : min(ty.stop, rows.stop) - rows.start,
+                max(tx.start, cols.start) - cols.start : min(tx.stop, cols.stop) - cols.start,
+            ]
+            tile_valid[tile] += int(np.count_nonzero(part >= 1))
+            tile_generated[tile] += int(np.count_nonzero(part == len(PROVENANCE)))
+    pixels = max(float(counts.sum()), 1.0)
+    overall = {
+        name: round(float(n) / pixels, 4) for name, n in zip(PROVENANCE, counts, strict=True)
+    }
     per_tile = {
-        f"{tile.y0},{tile.x0}": round(
-            fractions(classes[0, tile.window[0], tile.window[1]][0])["generated"], 4
-        )
-        for tile in store.spec.plan
+        f"{tile.y0},{tile.x0}": round(tile_generated[tile] / max(tile_valid[tile], 1), 4)
+        for tile in plan
     }
     log.info(
         "provenance: %.1f %% observed, %.1f %% fused, %.1f %% generated",

@@ -90,7 +90,16 @@ def test_provenance_labels_observed_fused_and_generated_pixels(
     assert set(np.unique(expected)) == {1, 2, 3}
     np.testing.assert_array_equal(got, expected)
     overall = reference_run.provenance["overall"]
-    assert overall["generated"] == pytest.approx(float(np.mean(expected == 3)), abs=1e-4)
+    for i, name in enumerate(("observed", "fused", "generated")):
+        assert overall[name] == pytest.approx(float(np.mean(expected == i + 1)), abs=1e-4)
+    # each tile's share of generated pixels over its whole window, overlaps included
+    per_tile = reference_run.provenance["generated_per_tile"]
+    plan = plan_tiles(*expected.shape, tile=64, overlap=16)
+    assert set(per_tile) == {f"{t.y0},{t.x0}" for t in plan}
+    for tile in plan:
+        share = float(np.mean(expected[tile.window] == 3))
+        assert per_tile[f"{tile.y0},{tile.x0}"] == pytest.approx(share, abs=1e-4)
+    assert len({round(v, 4) for v in per_tile.values()}) > 1  # the tiles differ
 
 
 def test_blending_adds_no_seam_to_model_filled_pixels(

@@ -173,3 +173,8 @@ def test_masks_on_threads_bypass_the_client_and_store_the_same(tmp_path: Path, s
     cloud = open_cube(tmp_path / "threads.zarr")["cloud"].values
     assert cloud.any() and not cloud.all()  # the fixture's SCL has clouds and ground
     np.testing.assert_array_equal(cloud, open_cube(tmp_path / "cluster.zarr")["cloud"].values)
+    # the measured clear fractions it hands on (the quicklook's date choice reads them)
+    s2 = open_cube(tmp_path / "threads.zarr")["s2"].values
+    ground = ~cloud & (s2 > 0).all(axis=1)
+    expected = [float(ground[i].mean()) for i in b.indices]
+    assert b.measured == pytest.approx(expected, abs=1e-6) and len(set(expected)) > 1
