@@ -25,8 +25,12 @@ from clearcube.errors import BadInputError
 from clearcube.pipeline.cube_store import append_variables, open_cube
 from clearcube.pipeline.dates import DateSelection, choose_dates
 from clearcube.pipeline.masking import MaskRequest, mask_clouds, nir_reference
+from clearcube.pipeline.tiles import window_grid
 
 log = logging.getLogger(__name__)
+
+#: Side (px) of the windows :func:`clear_fractions` reads (rounded down to whole chunks).
+CLEAR_WINDOW = 1024
 
 #: ``progress(done, total)`` of the masked dates.
 Progress = Callable[[int, int], None]
@@ -131,10 +135,29 @@ def mask_dates(
         masked[key] = sorted(done)
         group.attrs[CUBE_MASK_ATTR] = masked  # after the data: a crash recomputes this date
     progress(len(todo), len(todo))
-    cube = open_cube(cube_path)
     clear = np.full(cube.sizes["time"], np.nan)
     have = sorted(done)  # only these dates have masks; reading the others would be wasted I/O
-    dates = cube.isel(time=have)
-    valid = (dates["s2"] > 0).all("band")
-    clear[have] = ((~dates["cloud"]) & valid).mean(("y", "x")).values.astype(float)
+    clear[have] = clear_fractions(zarr.open_group(cube_path, mode="r"), have)
     return clear
+
+
+def clear_fractions(group: zarr.Group, dates: list[int]) -> list[float]:
+    """Fraction of each date's pixels that is clear and valid (every band > 0).
+
+    Read straight from Zarr in windows of whole chunks (about :data:`CLEAR_WINDOW` px): a
+    reduction this plain is ~3x faster without dask's graph (0.5 vs 1.5 s for the demo cube's
+    nine dates, benchmarks/RESULTS.md); memory stays at one window of one date.
+    """
+    s2, cloud = group["s2"], group["cloud"]
+    assert isinstance(s2, zarr.Array) and isinstance(cloud, zarr.Array), "s2 and cloud are arrays"
+    height, width = s2.shape[-2:]
+    (cy, cx), n = s2.chunks[-2:], CLEAR_WINDOW
+    windows = window_grid(height, width, max(1, n // cy) * cy, max(1, n // cx) * cx)
+    shares = []
+    for i in dates:
+        clear = 0
+        for rows, cols in windows:
+            valid = (np.asarray(s2[i, :, rows, cols]) > 0).all(axis=0)
+            clear += int(np.count_nonzero(valid & ~np.asarray(cloud[i, rows, cols])))
+        shares.append(clear / max(height * width, 1))
+    return shares
