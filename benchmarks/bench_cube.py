@@ -10,6 +10,8 @@ For each size, in a FRESH subprocess (so peak RSS is that run's alone, GDAL cach
 - ``rasterio``: a plain windowed read of the same source pixels, 20 m bands repeated to 10 m
   with numpy (the same output array, no Zarr write).
 
+Each child runs ``--runs`` times: ``ratio`` compares the best warm runs (after the first), ``cold
+ratio`` the first runs (a fixed start-up cost per process, which small regions feel most).
 Throughput is output bytes (uint16 10 m pixels) per second; peak memory is the largest RSS seen
 by a thread sampling psutil every 10 ms. Streaming means the cube's peak stays flat as the
 region grows while the plain read's grows with it.
@@ -143,14 +145,22 @@ def run_rasterio(items: list, size_px: int) -> dict[str, Any]:
     return {"seconds": seconds, "bytes": float(out.nbytes), "shape": list(out.shape)}
 
 
-def child(mode: str, size_px: int, dates: int, work: Path) -> None:
-    """One measurement in this (fresh) process; prints one JSON line."""
+def child(mode: str, size_px: int, dates: int, work: Path, runs: int) -> None:
+    """``runs`` measurements in this (fresh) process; prints one JSON line.
+
+    The first run is cold (lazy imports, GDAL and Dask start-up, a fixed cost per process);
+    the later ones show the throughput a long job runs at. ``seconds`` lists them all.
+    """
     items = make_scenes(work, size_px, dates)
+    seconds = []
     with PeakRSS() as rss:
-        if mode == "cube":
-            result = run_cube(items, size_px, work / f"cube-{size_px}.zarr")
-        else:
-            result = run_rasterio(items, size_px)
+        for _ in range(runs):
+            if mode == "cube":
+                result = run_cube(items, size_px, work / f"cube-{size_px}.zarr")
+            else:
+                result = run_rasterio(items, size_px)
+            seconds.append(result["seconds"])
+    result["seconds"] = seconds
     result["peak_rss_mb"] = rss.peak / 2**20
     print(json.dumps(result))
 
@@ -160,29 +170,36 @@ def main() -> None:
     parser.add_argument("--base", type=int, default=512, help="edge of the 1x region, px")
     parser.add_argument("--dates", type=int, default=3)
     parser.add_argument("--work", type=Path, default=Path("/tmp/bench_cube"))
+    parser.add_argument("--runs", type=int, default=3, help="runs per process (first: cold)")
     parser.add_argument("--child", nargs=2, metavar=("MODE", "SIZE"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        child(args.child[0], int(args.child[1]), args.dates, args.work)
+        child(args.child[0], int(args.child[1]), args.dates, args.work, args.runs)
         return
     env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "2")}
     print(f"{'area':>5} {'px':>10} {'cube MB/s':>10} {'rio MB/s':>9} {'ratio':>6} "
-          f"{'cube peak MB':>13} {'rio peak MB':>12} {'cube s':>7}")  # fmt: skip
+          f"{'cold ratio':>10} {'cube peak MB':>13} {'rio peak MB':>12} {'cube s':>7}")  # fmt: skip
     for factor in (1, 2, 4):
         size = args.base * factor
         make_scenes(args.work, size, args.dates)  # here, so the children only read them
         res = {}
         for mode in ("rasterio", "cube"):
             cmd = [sys.executable, __file__, "--child", mode, str(size), "--dates", str(args.dates),
-                   "--work", str(args.work)]  # fmt: skip
+                   "--work", str(args.work), "--runs", str(args.runs)]  # fmt: skip
             line = subprocess.run(cmd, check=True, capture_output=True, text=True, env=env).stdout
             res[mode] = json.loads(line.strip().splitlines()[-1])
         cube, rio = res["cube"], res["rasterio"]
-        cube_mbs = cube["bytes"] / 2**20 / cube["seconds"]
-        rio_mbs = rio["bytes"] / 2**20 / rio["seconds"]
+        # warm: the best of the runs after the first (the first alone when --runs 1)
+        warm_cube, warm_rio = (
+            min(cube["seconds"][1:] or cube["seconds"]),
+            min(rio["seconds"][1:] or rio["seconds"]),
+        )
+        cube_mbs = cube["bytes"] / 2**20 / warm_cube
+        rio_mbs = rio["bytes"] / 2**20 / warm_rio
+        cold = rio["seconds"][0] / cube["seconds"][0]
         print(f"{factor * factor:>4}x {size:>5}x{size:<4} {cube_mbs:>10.1f} {rio_mbs:>9.1f} "
-              f"{cube_mbs / rio_mbs:>6.2f} {cube['peak_rss_mb']:>13.0f} {rio['peak_rss_mb']:>12.0f} "
-              f"{cube['seconds']:>7.1f}", flush=True)  # fmt: skip
+              f"{cube_mbs / rio_mbs:>6.2f} {cold:>10.2f} {cube['peak_rss_mb']:>13.0f} "
+              f"{rio['peak_rss_mb']:>12.0f} {warm_cube:>7.1f}", flush=True)  # fmt: skip
 
 
 if __name__ == "__main__":
