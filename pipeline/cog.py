@@ -3,8 +3,9 @@
 How a COG is written (and the memory it takes):
 
 1. The source ``(band, y, x)`` (a Zarr array of the mosaic store, or any array that slices) is
-   read window by window (``window`` rows × columns, 512 × 4096 by default: with 13 float32
-   bands about 100 MiB) and each window is quantised and written into a temporary TILED,
+   read window by window (``window`` rows × columns, 512 × 1024 by default: with 13 float32
+   bands about 26 MiB; 512 × 4096 made the client's peak grow with the region's width up to
+   4096 px, benchmarks/RESULTS.md) and each window is quantised and written into a temporary TILED,
    UNCOMPRESSED GTiff beside the output. Nothing holds the whole region in memory; the staging
    file takes the raw size on disk for a moment.
 2. GDAL's COG driver translates the staging file into the COG (``rasterio.shutil.copy``,
@@ -124,7 +125,7 @@ def write_cog(
     band_names: Sequence[str],
     tags: Mapping[str, str],
     encoding: CogEncoding = COMPOSITE,
-    window: tuple[int, int] = (512, 4096),
+    window: tuple[int, int] = (512, 1024),
     progress: Callable[[int, int], None] | None = None,
 ) -> Path:
     """Write ``source (band, y, x)`` float values to a validated COG at ``path``; return the path.

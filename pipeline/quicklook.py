@@ -20,13 +20,18 @@ from PIL import Image
 
 from clearcube.errors import BadInputError
 from clearcube.pipeline.provenance import PROVENANCE_COLOURS
+from clearcube.pipeline.tiles import window_grid
 
 __all__ = [
-    "TRUE_COLOUR", "cloudiest_date", "least_clear", "stretch", "true_colour", "write_quicklook",
+    "TRUE_COLOUR", "cloudiest_date", "decimate", "least_clear", "stretch", "true_colour",
+    "write_quicklook",
 ]  # fmt: skip
 
 TRUE_COLOUR: tuple[str, str, str] = ("B04", "B03", "B02")
 """Red, green and blue Sentinel-2 bands."""
+
+READ_WINDOW = 512
+"""Edge (px) of the windows a quicklook reads its sources in: one mosaic chunk."""
 
 
 def cloudiest_date(known: np.ndarray, *, min_clear: float = 0.0) -> int:
@@ -60,9 +65,26 @@ def true_colour(image: Any, band_names: Sequence[str], *, max_size: int = 1024) 
     if missing:
         raise BadInputError(f"true colour needs bands {missing}, the image has {names}")
     step = max(1, math.ceil(max(image.shape[-2:]) / max_size))
-    return np.stack(
-        [np.asarray(image[names.index(b), ::step, ::step], dtype=np.float32) for b in TRUE_COLOUR]
-    )
+    return decimate(image, step, [names.index(b) for b in TRUE_COLOUR])
+
+
+def decimate(image: Any, step: int, bands: Sequence[int] | None = None) -> np.ndarray:
+    """``image[bands, ::step, ::step]`` of ``image (band, y, x)`` as float32, read in windows.
+
+    Each window of about :data:`READ_WINDOW` px (a multiple of ``step``) is read whole, all
+    bands at once, and decimated: a Zarr array decodes whole chunks (every band of a mosaic
+    chunk) whatever is sliced, so a strided read of the whole image held every chunk at once
+    and grew with the region (+200 MB at 1152 px, benchmarks/RESULTS.md).
+    """
+    count, height, width = tuple(image.shape)
+    picks = list(range(count)) if bands is None else list(bands)
+    edge = step * max(1, math.ceil(READ_WINDOW / step))
+    out = np.empty((len(picks), -(-height // step), -(-width // step)), dtype=np.float32)
+    for rows, cols in window_grid(height, width, edge, edge):
+        block = np.asarray(image[:, rows, cols], dtype=np.float32)[picks, ::step, ::step]
+        y, x = rows.start // step, cols.start // step
+        out[:, y : y + block.shape[1], x : x + block.shape[2]] = block
+    return out
 
 
 def stretch(
@@ -117,7 +139,7 @@ def write_quicklook(
     panels = [before_rgb, gap, after_rgb]
     if provenance is not None:
         step = max(1, math.ceil(max(after.shape[-2:]) / max_size))
-        classes = np.nan_to_num(np.asarray(provenance[:, ::step, ::step], dtype=np.float64)[0])
+        classes = np.nan_to_num(decimate(provenance, step)[0])
         panels += [gap, PROVENANCE_COLOURS[np.clip(classes, 0, 3).astype(np.intp)]]
     path = Path(path)
     part = path.with_name(f".{path.name}.{os.getpid()}.part.png")

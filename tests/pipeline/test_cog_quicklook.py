@@ -72,3 +72,38 @@ def test_least_clear_from_fractions_picks_what_cloudiest_date_picks() -> None:
         clear = known.reshape(4, -1).mean(axis=1)
         for floor in (0.0, 0.05, 0.5):
             assert least_clear(clear, min_clear=floor) == cloudiest_date(known, min_clear=floor)
+
+
+class _CountingArray:
+    """A ``(band, y, x)`` array that records the size of every read."""
+
+    def __init__(self, data: np.ndarray) -> None:
+        self.data, self.reads = data, []  # type: ignore[var-annotated]
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return self.data.shape
+
+    def __getitem__(self, key):  # type: ignore[no-untyped-def]
+        out = self.data[key]
+        self.reads.append(out.size)
+        return out
+
+
+@pytest.mark.parametrize(
+    ("height", "width", "step"), [(1300, 777, 1), (1300, 777, 3), (97, 1031, 7)]
+)
+def test_decimate_equals_a_strided_read_in_windows_of_bounded_size(
+    height: int, width: int, step: int
+) -> None:
+    """The quicklook's windowed decimation picks exactly ``image[bands, ::step, ::step]`` (numpy's
+    own slicing is the oracle), and no read is larger than one window of every band."""
+    from clearcube.pipeline.quicklook import READ_WINDOW, decimate
+
+    data = np.random.default_rng(step).random((5, height, width), dtype=np.float32)
+    image = _CountingArray(data)
+    got = decimate(image, step, [3, 0, 2])
+    np.testing.assert_array_equal(got, data[[3, 0, 2], ::step, ::step])
+    edge = step * -(-READ_WINDOW // step)
+    assert max(image.reads) <= 5 * edge * edge
+    assert len(image.reads) > 1  # the image was read in pieces
