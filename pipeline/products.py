@@ -15,9 +15,11 @@ from typing import Any
 
 import numpy as np
 import pystac
+import zarr
 
 from clearcube.bands import DN_PER_REFLECTANCE
 from clearcube.pipeline.cog import write_mosaic_cogs
+from clearcube.pipeline.cube_masks import clear_fractions
 from clearcube.pipeline.cube_store import open_cube
 from clearcube.pipeline.dates import DateSelection
 from clearcube.pipeline.mosaic import MosaicStore
@@ -112,12 +114,11 @@ def _quicklook_and_report(
     """Write the quicklook PNG and count the provenance report (both streamed)."""
     ds = open_cube(cube_path)
     chosen = list(selection.indices)
-    # The clear fractions the mask stage measured; else reduced chunk by chunk (dask). The
+    # The clear fractions the mask stage measured (else measured here, window by window). The
     # "before" panel stays lazy, so the quicklook reads only its decimated pixels, never a date.
-    if selection.measured:
-        clear = np.asarray(selection.measured)
-    else:
-        clear = 1.0 - ds["cloud"].isel(time=chosen).astype("float32").mean(("y", "x")).values
+    clear = np.asarray(
+        selection.measured or clear_fractions(zarr.open_group(cube_path, mode="r"), chosen)
+    )
     # the cloudiest candidate that still shows some ground: what the composite replaced
     before = ds["s2"].isel(time=chosen[least_clear(clear, min_clear=0.05)]).astype("float32")
     before = before / DN_PER_REFLECTANCE  # the store holds reflectance, the cube DN

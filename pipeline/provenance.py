@@ -65,11 +65,3 @@ class ProvenanceView:
         layers = np.asarray(self.layers[:, rows, cols])
         valid = np.isfinite(np.asarray(self.composite[0, rows, cols]))
         return provenance_classes(layers, valid)[None]
-
-
-def fractions(classes: np.ndarray) -> dict[str, float]:
-    """Share of each class among the valid pixels of a class raster (1..3, NaN/0 = nodata)."""
-    c = np.asarray(classes, dtype=np.float64)
-    valid = np.isfinite(c) & (c > 0)
-    total = max(int(valid.sum()), 1)
-    return {name: float(np.sum(c[valid] == i + 1)) / total for i, name in enumerate(PROVENANCE)}
