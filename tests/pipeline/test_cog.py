@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import math
+import threading
+import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -189,3 +192,66 @@ def test_float32_quantise_equals_the_float64_definition_even_at_ties() -> None:
     expected[missing] = 0
     np.testing.assert_array_equal(quantise(values, COMPOSITE), expected)
     np.testing.assert_array_equal(quantise(values.astype(np.float64), COMPOSITE), expected)
+
+
+class _CountingSource:
+    """A numpy product that records how many window reads run at once, and fails on request."""
+
+    def __init__(self, data: np.ndarray, fail_at: int | None = None) -> None:
+        self.data, self.fail_at = data, fail_at
+        self.shape = data.shape
+        self.reads = self.running = self.most_running = 0
+        self._lock = threading.Lock()
+
+    def __getitem__(self, key: Any) -> np.ndarray:
+        with self._lock:
+            self.reads += 1
+            self.running += 1
+            self.most_running = max(self.most_running, self.running)
+            n = self.reads
+        try:
+            time.sleep(0.01)  # long enough that reads on a pool overlap
+            if n == self.fail_at:
+                raise OSError("disk went away")
+            return np.asarray(self.data[key])
+        finally:
+            with self._lock:
+                self.running -= 1
+
+
+def test_windows_staged_on_threads_give_the_serial_pixels(tmp_path: Path) -> None:
+    data = _reflectance((3, 1100, 1300))
+    written = {}
+    for threads in (0, 2):
+        source = _CountingSource(data)
+        path = write_cog(
+            source,
+            tmp_path / f"t{threads}.tif",
+            crs="EPSG:32633",
+            transform=TRANSFORM,
+            band_names=("B04", "B03", "B02"),
+            tags=TAGS,
+            threads=threads,
+        )
+        with rasterio.open(path) as src:
+            written[threads] = src.read()
+        assert source.reads == 9  # 3 × 3 windows of 512 px, each read once
+        assert source.most_running == max(threads, 1)
+    np.testing.assert_array_equal(written[0], written[2])
+    np.testing.assert_array_equal(written[0], quantise(data, COMPOSITE))
+
+
+def test_a_failed_window_read_leaves_the_old_file_and_no_temporaries(tmp_path: Path) -> None:
+    out = tmp_path / "c.tif"
+    out.write_bytes(b"previous run")
+    with pytest.raises(OSError, match="disk went away"):
+        write_cog(
+            _CountingSource(_reflectance((3, 1100, 1300)), fail_at=5),
+            out,
+            crs="EPSG:32633",
+            transform=TRANSFORM,
+            band_names=("B04", "B03", "B02"),
+            tags=TAGS,
+            threads=2,
+        )
+    assert out.read_bytes() == b"previous run" and [p.name for p in tmp_path.iterdir()] == ["c.tif"]
