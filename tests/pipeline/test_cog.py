@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 import threading
-import time
 from pathlib import Path
 from typing import Any
 
@@ -195,13 +194,18 @@ def test_float32_quantise_equals_the_float64_definition_even_at_ties() -> None:
 
 
 class _CountingSource:
-    """A numpy product that records how many window reads run at once, and fails on request."""
+    """A numpy product that records how many window reads run at once, and fails on request.
 
-    def __init__(self, data: np.ndarray, fail_at: int | None = None) -> None:
+    With ``meet=n`` the first ``n`` reads wait for one another at a barrier (5 s): they pass
+    only when they run at the same time, so overlap is checked without relying on timing.
+    """
+
+    def __init__(self, data: np.ndarray, fail_at: int | None = None, meet: int = 1) -> None:
         self.data, self.fail_at = data, fail_at
         self.shape = data.shape
         self.reads = self.running = self.most_running = 0
         self._lock = threading.Lock()
+        self._meet = threading.Barrier(meet, timeout=5) if meet > 1 else None
 
     def __getitem__(self, key: Any) -> np.ndarray:
         with self._lock:
@@ -210,7 +214,8 @@ class _CountingSource:
             self.most_running = max(self.most_running, self.running)
             n = self.reads
         try:
-            time.sleep(0.01)  # long enough that reads on a pool overlap
+            if self._meet is not None and n <= self._meet.parties:
+                self._meet.wait()  # BrokenBarrierError when the reads do not overlap
             if n == self.fail_at:
                 raise OSError("disk went away")
             return np.asarray(self.data[key])
@@ -223,7 +228,7 @@ def test_windows_staged_on_threads_give_the_serial_pixels(tmp_path: Path) -> Non
     data = _reflectance((3, 1100, 1300))
     written = {}
     for threads in (0, 2):
-        source = _CountingSource(data)
+        source = _CountingSource(data, meet=max(threads, 1))
         path = write_cog(
             source,
             tmp_path / f"t{threads}.tif",
@@ -236,7 +241,7 @@ def test_windows_staged_on_threads_give_the_serial_pixels(tmp_path: Path) -> Non
         with rasterio.open(path) as src:
             written[threads] = src.read()
         assert source.reads == 9  # 3 × 3 windows of 512 px, each read once
-        assert source.most_running == max(threads, 1)
+        assert source.most_running == max(threads, 1)  # overlap (the barrier) and its bound
     np.testing.assert_array_equal(written[0], written[2])
     np.testing.assert_array_equal(written[0], quantise(data, COMPOSITE))
 
