@@ -11,11 +11,26 @@ How a COG is written (and the memory it takes):
    Zarr decode and numpy's passes release the GIL, and on 2 cores this stages 1.7× faster than
    one thread (RESULTS.md, session 10). Nothing holds the whole region in memory; the staging
    file takes the raw size on disk for a moment.
-2. GDAL's COG driver translates the staging file into the COG (``rasterio.shutil.copy``,
-   ``driver="COG"``): 512 px blocks, overviews built by the driver (``average`` resampling,
-   nodata respected), deflate or zstd with the predictor chosen for the data type, BigTIFF when
-   needed. GDAL works block by block within its block cache (``GDAL_CACHEMAX``).
-3. The result is checked with ``rio_cogeo.cogeo.cog_validate`` (invalid: :class:`ClearcubeError`,
+2. The overview pyramid is built in the same pass, by clearcube, not by GDAL: each quantised
+   window is halved again and again (:func:`halve`: every overview pixel from its 2 × 2 source
+   pixels, the average of the valid ones, or the top-left one for ``nearest``) and each level's
+   piece is written into that level's staging file, ``stage.tif.ovr``, ``stage.tif.ovr.ovr``, …,
+   the chain GDAL opens as the staging file's overviews. Window starts are multiples of 512, so
+   the pieces tile each level exactly as halving the whole image would. Levels follow GDAL's
+   ``OVERVIEWS=AUTO`` rule (halve until both sides fit one 512 px block; :func:`overview_count`).
+   On even sides the levels equal GDAL's ``average`` overviews bit for bit (tested). On odd
+   sides GDAL spreads the odd pixel over the row (fractional weights, ratio ``w / ⌈w/2⌉``)
+   while clearcube keeps whole 2 × 2 blocks: there a reader places an overview pixel up to half
+   of one of its own pixels off, at the far edge. Why not
+   GDAL's own overviews: GDAL 3.10 builds them through its block cache, which held 152 MB of
+   the client's 449 MB peak at 1,152 px and grew with the region (881 MiB over the base at
+   4,608 px); capping the cache instead made it thrash (92 s instead of 21 s at 4,608 px).
+3. GDAL's COG driver translates the staging file into the COG (``rasterio.shutil.copy``,
+   ``driver="COG"``, ``OVERVIEWS=FORCE_USE_EXISTING``): 512 px blocks, the staged overviews,
+   deflate or zstd with the predictor chosen for the data type, BigTIFF when needed. It runs
+   with a block cache of :data:`CACHE_MB` (only copying block by block, it needs no more), so
+   the process's memory does not grow with the region.
+4. The result is checked with ``rio_cogeo.cogeo.cog_validate`` (invalid: :class:`ClearcubeError`,
    nothing left behind) and renamed onto the final name, so a reader never sees half a COG.
 
 Encodings: the composite is stored as uint16 digital numbers ``round(reflectance × 10000)``
@@ -33,6 +48,7 @@ import os
 from collections import deque
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Protocol
@@ -50,9 +66,23 @@ from clearcube.pipeline.mosaic import MosaicStore
 from clearcube.pipeline.provenance import ProvenanceView
 from clearcube.pipeline.tiles import window_grid
 
-__all__ = ["COMPOSITE", "UNCERTAINTY", "CogEncoding", "quantise", "write_cog", "write_mosaic_cogs"]
+__all__ = [
+    "COMPOSITE",
+    "UNCERTAINTY",
+    "CogEncoding",
+    "halve",
+    "overview_count",
+    "quantise",
+    "write_cog",
+    "write_mosaic_cogs",
+]
 
 log = logging.getLogger(__name__)
+
+BLOCK = 512
+"""COG block size (px), also the size the smallest overview must fit."""
+CACHE_MB = 64
+"""GDAL block cache (MB) while staging and translating: both go block by block."""
 
 
 class ArrayLike3D(Protocol):
@@ -76,8 +106,8 @@ class CogEncoding:
     """Nodata value written for NaN (0 for uint16, NaN for float32)."""
     compress: Literal["deflate", "zstd"] = "deflate"
     """Block compression (with the predictor fitting the data type)."""
-    resampling: Literal["average", "nearest", "bilinear"] = "average"
-    """Overview resampling."""
+    resampling: Literal["average", "nearest"] = "average"
+    """Overview resampling (:func:`halve`): mean of the valid pixels, or one pixel of each 2 × 2."""
 
     def __post_init__(self) -> None:
         if self.dtype == "uint16" and self.nodata != 0:
@@ -121,6 +151,54 @@ def quantise(values: np.ndarray, encoding: CogEncoding) -> np.ndarray:
     return out
 
 
+def overview_count(height: int, width: int, block: int = BLOCK) -> int:
+    """How many overview levels a ``height × width`` COG gets: halve until a level fits a block.
+
+    Both sides are halved rounding up (as ``gdaladdo`` sizes levels, so the last row and column
+    are kept) until both fit one ``block``: 2,304 px → 3 levels (factors 2, 4, 8), 512 px → none.
+    This is GDAL's ``OVERVIEWS=AUTO`` count except at sides just over ``512 · 2^k``: GDAL 3.10's
+    COG driver rounds level sizes down (1,025 px → 512, one level; here 513, 257: two).
+    """
+    levels = 0
+    while height > block or width > block:
+        height, width, levels = -(-height // 2), -(-width // 2), levels + 1
+    return levels
+
+
+def halve(stored: np.ndarray, encoding: CogEncoding) -> np.ndarray:
+    """One overview level of stored ``(band, h, w)`` values: ``(band, ⌈h/2⌉, ⌈w/2⌉)``.
+
+    Each output pixel comes from its 2 × 2 source pixels (1 or 2 at an odd edge). ``average``:
+    the mean of the valid ones (nodata when none is valid); for uint16 ``⌊mean + ½⌋``, computed
+    in integers, for float32 the float64 mean rounded to float32. ``nearest``: the top-left one.
+    """
+    if encoding.resampling == "nearest":
+        return np.ascontiguousarray(stored[:, ::2, ::2])
+    bands, h, w = stored.shape
+    h2, w2 = -(-h // 2), -(-w // 2)
+    pad = np.full((bands, 2 * h2, 2 * w2), encoding.nodata, dtype=stored.dtype)
+    pad[:, :h, :w] = stored
+    quads = pad.reshape(bands, h2, 2, w2, 2)
+    if encoding.dtype == "uint16":
+        valid = quads != 0
+        total = quads.sum(axis=(2, 4), dtype=np.uint32)
+        count = valid.sum(axis=(2, 4), dtype=np.uint32)
+        mean: np.ndarray = (2 * total + count) // np.maximum(2 * count, 1)  # ⌊total/count + ½⌋
+        return mean.astype(np.uint16)  # count 0 -> total 0 -> 0, the nodata value
+    valid = np.isfinite(quads) & (quads != encoding.nodata)
+    total = np.where(valid, quads, 0).sum(axis=(2, 4), dtype=np.float64)
+    count = valid.sum(axis=(2, 4))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out: np.ndarray = (total / count).astype(np.float32)
+    out[count == 0] = np.float32(encoding.nodata)
+    return out
+
+
+def _twos(n: int) -> int:
+    """How many times ``n`` halves evenly (the power of two in ``n``)."""
+    return (n & -n).bit_length() - 1
+
+
 def write_cog(
     source: ArrayLike3D,
     path: str | Path,
@@ -130,7 +208,7 @@ def write_cog(
     band_names: Sequence[str],
     tags: Mapping[str, str],
     encoding: CogEncoding = COMPOSITE,
-    window: tuple[int, int] = (512, 512),
+    window: tuple[int, int] = (BLOCK, BLOCK),
     threads: int = 2,
     progress: Callable[[int, int], None] | None = None,
 ) -> Path:
@@ -143,10 +221,12 @@ def write_cog(
         transform: the grid's affine transform (``affine.Affine`` or its 6 coefficients).
         band_names: one name per band, written as band descriptions.
         tags: dataset metadata (clearcube version, checkpoint hash, sampler, steps, dates).
-        encoding: storage type, scale, nodata, compression.
-        window: ``(rows, cols)`` read per step; a multiple of 512 keeps GTiff blocks whole.
-        threads: threads reading and quantising windows ahead of the writer (0: all on the
-            calling thread). ``source`` must allow concurrent reads (numpy, Zarr do).
+        encoding: storage type, scale, nodata, compression, overview resampling.
+        window: ``(rows, cols)`` read per step; a multiple of 512 keeps GTiff blocks whole and
+            lets every overview level be built from the windows (other sizes: the levels the
+            windows cannot halve evenly are built from the level before, read back).
+        threads: threads reading, quantising and halving windows ahead of the writer (0: all on
+            the calling thread). ``source`` must allow concurrent reads (numpy, Zarr do).
         progress: called with ``(windows done, windows total)``.
 
     Raises:
@@ -159,6 +239,10 @@ def write_cog(
     path = Path(path)
     stage = path.with_name(f".{path.name}.{os.getpid()}.stage.tif")
     part = path.with_name(f".{path.name}.{os.getpid()}.part.tif")
+    levels = overview_count(height, width)
+    # levels built from the windows; any further ones from the level before (odd window sizes)
+    streamed = min(levels, _twos(window[0]), _twos(window[1]))
+    overviews = [Path(f"{stage}{'.ovr' * k}") for k in range(1, levels + 1)]
     profile = {
         "driver": "GTiff",
         "width": width,
@@ -169,62 +253,118 @@ def write_cog(
         "transform": transform if isinstance(transform, Affine) else Affine(*tuple(transform)[:6]),
         "nodata": encoding.nodata,
         "tiled": True,
-        "blockxsize": 512,
-        "blockysize": 512,
+        "blockxsize": BLOCK,
+        "blockysize": BLOCK,
         "bigtiff": "IF_SAFER",
     }
     try:
-        with rasterio.open(stage, "w", **profile) as dst:
-            dst.descriptions = tuple(band_names)
-            if encoding.dtype == "uint16":
-                dst.scales = (1.0 / encoding.scale,) * bands
-            dst.update_tags(**dict(tags))
-            windows = window_grid(height, width, *window)
-            blocks = _quantised(source, windows, encoding, threads)
-            for i, ((rows, cols), block) in enumerate(zip(windows, blocks, strict=True)):
-                dst.write(block, window=((rows.start, rows.stop), (cols.start, cols.stop)))
-                if progress is not None:
-                    progress(i + 1, len(windows))
-        rasterio.shutil.copy(
-            stage,
-            part,
-            driver="COG",
-            compress=encoding.compress.upper(),
-            predictor="YES",
-            blocksize=512,
-            overviews="AUTO",
-            overview_resampling=encoding.resampling.upper(),
-            resampling=encoding.resampling.upper(),
-            bigtiff="IF_SAFER",
-            num_threads="ALL_CPUS",
-        )
+        # READDIR: GDAL finds the .ovr chain by listing the folder (retry.py turns that off)
+        with rasterio.Env(GDAL_CACHEMAX=CACHE_MB, GDAL_DISABLE_READDIR_ON_OPEN="FALSE"):
+            with ExitStack() as files:
+                dst = files.enter_context(rasterio.open(stage, "w", **profile))
+                dst.descriptions = tuple(band_names)
+                if encoding.dtype == "uint16":
+                    dst.scales = (1.0 / encoding.scale,) * bands
+                dst.update_tags(**dict(tags))
+                pyramid = [
+                    files.enter_context(rasterio.open(overviews[k - 1], "w", **_level(profile, k)))
+                    for k in range(1, streamed + 1)
+                ]
+                windows = window_grid(height, width, *window)
+                staged = _staged(source, windows, encoding, threads, streamed)
+                for i, ((rows, cols), pieces) in enumerate(zip(windows, staged, strict=True)):
+                    for k, (out, piece) in enumerate(zip([dst, *pyramid], pieces, strict=True)):
+                        r0, c0 = rows.start >> k, cols.start >> k
+                        out.write(piece, window=_span(r0, c0, piece))
+                    if progress is not None:
+                        progress(i + 1, len(windows))
+            for k in range(streamed + 1, levels + 1):
+                _halve_file(overviews[k - 2], overviews[k - 1], _level(profile, k), encoding)
+            rasterio.shutil.copy(
+                stage,
+                part,
+                driver="COG",
+                compress=encoding.compress.upper(),
+                predictor="YES",
+                blocksize=BLOCK,
+                overviews="FORCE_USE_EXISTING" if levels else "NONE",
+                bigtiff="IF_SAFER",
+                num_threads="ALL_CPUS",
+            )
+            with rasterio.open(part) as written:
+                found = len(written.overviews(1))
+        if found != levels:
+            raise ClearcubeError(
+                f"GDAL wrote {found} overview levels for {path.name}, clearcube staged {levels}"
+            )
         valid, errors, _ = rio_cogeo.cogeo.cog_validate(str(part), quiet=True)
         if not valid:
             raise ClearcubeError(f"GDAL wrote an invalid COG for {path.name}: {'; '.join(errors)}")
         os.replace(part, path)
     finally:
-        stage.unlink(missing_ok=True)
-        part.unlink(missing_ok=True)
-    log.info("wrote %s (%d bands, %d x %d)", path, bands, height, width)
+        for temporary in (stage, part, *overviews):
+            temporary.unlink(missing_ok=True)
+    log.info("wrote %s (%d bands, %d x %d, %d overviews)", path, bands, height, width, levels)
     return path
 
 
-def _quantised(
+def _level(profile: Mapping[str, Any], k: int) -> dict[str, Any]:
+    """The staging profile of overview level ``k`` (factor ``2**k``).
+
+    Its blocks are the size of a 512 px window's piece at that level (16 px at least, GTiff's
+    smallest tile), so the pieces fill whole blocks and GDAL never reads one back.
+    """
+    block = max(16, BLOCK >> k)
+    return {
+        **profile,
+        "height": -(-profile["height"] // 2**k),
+        "width": -(-profile["width"] // 2**k),
+        "transform": profile["transform"] @ Affine.scale(2**k),
+        "blockxsize": block,
+        "blockysize": block,
+    }
+
+
+def _span(r0: int, c0: int, piece: np.ndarray) -> tuple[tuple[int, int], tuple[int, int]]:
+    """The rasterio window ``piece (band, h, w)`` covers from row ``r0``, column ``c0``."""
+    return (r0, r0 + piece.shape[1]), (c0, c0 + piece.shape[2])
+
+
+def _halve_file(
+    finer: Path, coarser: Path, profile: Mapping[str, Any], encoding: CogEncoding
+) -> None:
+    """Write overview level ``coarser`` from the staged level ``finer``, 1,024 px at a time."""
+    with rasterio.open(finer) as src, rasterio.open(coarser, "w", **profile) as dst:
+        for rows, cols in window_grid(src.height, src.width, 2 * BLOCK, 2 * BLOCK):
+            piece = halve(
+                src.read(window=((rows.start, rows.stop), (cols.start, cols.stop))), encoding
+            )
+            dst.write(piece, window=_span(rows.start // 2, cols.start // 2, piece))
+
+
+def _staged(
     source: ArrayLike3D,
     windows: Sequence[tuple[slice, slice]],
     encoding: CogEncoding,
     threads: int,
-) -> Iterator[np.ndarray]:
-    """The quantised windows of ``source`` in order, up to ``threads`` read ahead on a pool."""
+    levels: int,
+) -> Iterator[list[np.ndarray]]:
+    """Per window in order: its quantised values and their first ``levels`` halvings.
 
-    def load(rows: slice, cols: slice) -> np.ndarray:
-        return quantise(np.asarray(source[:, rows, cols]), encoding)
+    Up to ``threads`` windows are read, quantised and halved ahead on a pool.
+    """
+
+    def load(rows: slice, cols: slice) -> list[np.ndarray]:
+        pieces = [quantise(np.asarray(source[:, rows, cols]), encoding)]
+        for _ in range(levels):
+            pieces.append(halve(pieces[-1], encoding))
+        return pieces
 
     if threads <= 0:
         yield from (load(rows, cols) for rows, cols in windows)
         return
     with ThreadPoolExecutor(threads, thread_name_prefix="clearcube-stage") as pool:
-        ahead: deque[Future[np.ndarray]] = deque()
+        ahead: deque[Future[list[np.ndarray]]] = deque()
         for rows, cols in windows:
             ahead.append(pool.submit(load, rows, cols))
             if len(ahead) > threads:  # threads loading, one yielded to the writer

@@ -10,13 +10,16 @@ from typing import Any
 import numpy as np
 import pytest
 import rasterio
+import rasterio.shutil
 from rio_cogeo.cogeo import cog_validate
 
 from clearcube.errors import BadInputError, ClearcubeError
 from clearcube.pipeline.cog import (
     COMPOSITE,
+    PROVENANCE_ENCODING,
     UNCERTAINTY,
     CogEncoding,
+    overview_count,
     quantise,
     write_cog,
     write_mosaic_cogs,
@@ -260,3 +263,129 @@ def test_a_failed_window_read_leaves_the_old_file_and_no_temporaries(tmp_path: P
             threads=2,
         )
     assert out.read_bytes() == b"previous run" and [p.name for p in tmp_path.iterdir()] == ["c.tif"]
+
+
+def _pyramid_oracle(stored: np.ndarray, nodata: float, levels: int) -> list[np.ndarray]:
+    """Overview levels by definition: each pixel the mean of the valid pixels of its 2 × 2.
+
+    Built from the four shifted sub-grids (``x[dy::2, dx::2]``), padded with nodata at odd
+    edges, in float64; uint16 rounds half up. Each level is made from the one before.
+    """
+    out = []
+    for _ in range(levels):
+        bands, h, w = stored.shape
+        size = (bands, -(-h // 2), -(-w // 2))
+        quads = np.full((4, *size), np.nan)
+        for i, (dy, dx) in enumerate(((0, 0), (0, 1), (1, 0), (1, 1))):
+            part = stored[:, dy::2, dx::2].astype(np.float64)
+            part[part == nodata] = np.nan
+            quads[i, :, : part.shape[1], : part.shape[2]] = part
+        with np.errstate(invalid="ignore"), pytest.warns(RuntimeWarning, match="empty"):
+            mean = np.nanmean(quads, axis=0)
+        if stored.dtype == np.uint16:
+            stored = np.where(np.isnan(mean), 0, np.floor(mean + 0.5)).astype(np.uint16)
+        else:
+            stored = mean.astype(np.float32)
+        out.append(stored)
+    return out
+
+
+def _overviews(path: Path) -> list[np.ndarray]:
+    with rasterio.open(path) as src:
+        return [
+            src.read(out_shape=(src.count, -(-src.height // f), -(-src.width // f)))
+            for f in src.overviews(1)
+        ]
+
+
+@pytest.mark.parametrize("encoding", [COMPOSITE, UNCERTAINTY], ids=["uint16", "float32"])
+def test_overviews_are_the_mean_of_the_valid_pixels_of_each_two_by_two(
+    tmp_path: Path, encoding: CogEncoding
+) -> None:
+    data = _reflectance((2, 1101, 1301), seed=11)  # odd sides: the edge pixels average 1 or 2
+    data[0, 100:400, 50:700] = np.nan  # a hole wider than one window
+    data[:, ::3, ::5] = np.nan  # scattered nodata: pixels averaging 1..4 valid values
+    path = write_cog(
+        data,
+        tmp_path / "c.tif",
+        crs="EPSG:32633",
+        transform=TRANSFORM,
+        band_names=("a", "b"),
+        tags={},
+        encoding=encoding,
+    )
+    with rasterio.open(path) as src:
+        assert src.overviews(1) == [2, 4]  # 1301 -> 651 -> 326 fits a 512 px block
+    expected = _pyramid_oracle(quantise(data, encoding), encoding.nodata, 2)
+    for got, want in zip(_overviews(path), expected, strict=True):
+        np.testing.assert_array_equal(got, want)
+
+
+def test_overviews_equal_gdals_own_on_even_sides(tmp_path: Path) -> None:
+    """Where GDAL's average is a plain 2 × 2 mean (even sides), it is the independent oracle."""
+    data = _reflectance((2, 1024, 2048), seed=4)
+    data[:, ::3, ::7] = np.nan
+    ours = write_cog(
+        data, tmp_path / "ours.tif", crs="EPSG:32633", transform=TRANSFORM,
+        band_names=("a", "b"), tags={},
+    )  # fmt: skip
+    plain = tmp_path / "plain.tif"
+    with rasterio.open(
+        plain, "w", driver="GTiff", width=2048, height=1024, count=2, dtype="uint16", nodata=0
+    ) as dst:
+        dst.write(quantise(data, COMPOSITE))
+    rasterio.shutil.copy(
+        plain, tmp_path / "gdal.tif", driver="COG", overviews="AUTO", overview_resampling="AVERAGE"
+    )
+    gdal = _overviews(tmp_path / "gdal.tif")
+    assert len(gdal) == 2
+    for got, want in zip(_overviews(ours), gdal, strict=True):
+        np.testing.assert_array_equal(got, want)
+
+
+def test_overview_count_halves_rounding_up_until_one_block_holds_a_level() -> None:
+    for height, width in [(1, 1), (512, 512), (513, 100), (300, 2304), (4097, 9), (1025, 1025),
+                          (70_000, 12_345)]:  # fmt: skip
+        side = max(height, width)
+        # ⌈side / 2^k⌉ <= 512  <=>  side <= 512 · 2^k  <=>  k >= log2(side / 512)
+        assert overview_count(height, width) == max(0, math.ceil(math.log2(side / 512)))
+
+
+def test_windows_that_do_not_halve_evenly_give_the_same_cog(tmp_path: Path) -> None:
+    """A 66 px window halves once: level 2 comes from level 1 read back; same bytes either way."""
+    data = _reflectance((2, 1101, 1301), seed=2)
+    data[:, ::3, ::5] = np.nan
+    paths = [
+        write_cog(
+            data, tmp_path / f"w{rows}.tif", crs="EPSG:32633", transform=TRANSFORM,
+            band_names=("a", "b"), tags={}, window=(rows, cols),
+        )
+        for rows, cols in ((512, 512), (64, 66))
+    ]  # fmt: skip
+    first, second = (_overviews(p) for p in paths)
+    assert len(first) == 2
+    for a, b in zip(first, second, strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["w512.tif", "w64.tif"]
+
+
+def test_provenance_overviews_take_one_pixel_of_each_two_by_two(tmp_path: Path) -> None:
+    rng = np.random.default_rng(8)
+    classes = rng.integers(1, 4, size=(1, 1001, 700)).astype(np.float64)
+    path = write_cog(
+        classes, tmp_path / "p.tif", crs="EPSG:32633", transform=TRANSFORM,
+        band_names=("provenance",), tags={}, encoding=PROVENANCE_ENCODING,
+    )  # fmt: skip
+    (level,) = _overviews(path)  # 1001 x 700 -> 501 x 350: one level
+    np.testing.assert_array_equal(level, classes[:, ::2, ::2].astype(np.uint16))
+
+
+def test_overviews_are_found_when_the_caller_turned_off_folder_listing(tmp_path: Path) -> None:
+    """The cube loader's GDAL settings (no directory listing) must not hide the staged levels."""
+    with rasterio.Env(GDAL_DISABLE_READDIR_ON_OPEN="EMPTY_DIR"):
+        path = write_cog(
+            _reflectance((2, 1100, 600)), tmp_path / "c.tif", crs="EPSG:32633",
+            transform=TRANSFORM, band_names=("a", "b"), tags={},
+        )  # fmt: skip
+    with rasterio.open(path) as src:
+        assert src.overviews(1) == [2, 4]  # 1100 -> 550 -> 275
