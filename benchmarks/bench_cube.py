@@ -8,10 +8,13 @@ For each size, in a FRESH subprocess (so peak RSS is that run's alone, GDAL cach
 
 - ``cube``: ``load_cube`` + ``write_cube`` (Zarr v3, default 256 px chunks, 1024 px regions);
 - ``rasterio``: a plain windowed read of the same source pixels, 20 m bands repeated to 10 m
-  with numpy (the same output array, no Zarr write).
+  with numpy (the same output array, no Zarr write);
+- ``rasterio+zarr``: the same read, then the array written to a Zarr v3 array with the cube's
+  chunks (1 date × all bands × 256 × 256) and codec (LZ4 + shuffle): the plain script a user
+  would write to get the same store, the reference of issue 13 ("incl. the Zarr write").
 
-Each child runs ``--runs`` times: ``ratio`` compares the best warm runs (after the first), ``cold
-ratio`` the first runs (a fixed start-up cost per process, which small regions feel most).
+Each child runs ``--runs`` times: ``ratio`` compares the best warm runs (after the first) with the
+plain read, ``ratio+zarr`` with the read and its Zarr write, ``cold ratio`` the first runs (a fixed start-up cost per process, which small regions feel most).
 Throughput is output bytes (uint16 10 m pixels) per second; peak memory is the largest RSS seen
 by a thread sampling psutil every 10 ms. Streaming means the cube's peak stays flat as the
 region grows while the plain read's grows with it.
@@ -117,8 +120,11 @@ def run_cube(items: list, size_px: int, out: Path) -> dict[str, Any]:
     return {"seconds": seconds, "bytes": float(ds["s2"].nbytes), "shape": list(ds["s2"].shape)}
 
 
-def run_rasterio(items: list, size_px: int) -> dict[str, Any]:
-    """Read the same pixels window by window with rasterio, 20 m bands repeated to 10 m."""
+def run_rasterio(items: list, size_px: int, zarr_out: Path | None = None) -> dict[str, Any]:
+    """Read the same pixels window by window with rasterio, 20 m bands repeated to 10 m.
+
+    With ``zarr_out``, then write them there as the cube stores them (chunks, codec), timed too.
+    """
     import rasterio
     from rasterio.windows import Window
 
@@ -141,6 +147,17 @@ def run_rasterio(items: list, size_px: int) -> dict[str, Any]:
                 data = src.read(1, window=win)
             up = np.repeat(np.repeat(data, k, axis=0), k, axis=1)
             out[t, b] = up[oy - row0 * k : oy - row0 * k + ny, ox - col0 * k : ox - col0 * k + nx]
+    if zarr_out is not None:
+        import zarr
+
+        from clearcube.pipeline.cube_store import CUBE_CODECS
+
+        shutil.rmtree(zarr_out, ignore_errors=True)
+        store = zarr.create_array(
+            zarr_out, shape=out.shape, chunks=(1, len(BANDS), 256, 256), dtype="uint16",
+            compressors=CUBE_CODECS,
+        )  # fmt: skip
+        store[:] = out
     seconds = time.perf_counter() - start
     return {"seconds": seconds, "bytes": float(out.nbytes), "shape": list(out.shape)}
 
@@ -157,6 +174,8 @@ def child(mode: str, size_px: int, dates: int, work: Path, runs: int) -> None:
         for _ in range(runs):
             if mode == "cube":
                 result = run_cube(items, size_px, work / f"cube-{size_px}.zarr")
+            elif mode == "rasterio+zarr":
+                result = run_rasterio(items, size_px, work / f"plain-{size_px}.zarr")
             else:
                 result = run_rasterio(items, size_px)
             seconds.append(result["seconds"])
@@ -177,29 +196,27 @@ def main() -> None:
         child(args.child[0], int(args.child[1]), args.dates, args.work, args.runs)
         return
     env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "2")}
-    print(f"{'area':>5} {'px':>10} {'cube MB/s':>10} {'rio MB/s':>9} {'ratio':>6} "
-          f"{'cold ratio':>10} {'cube peak MB':>13} {'rio peak MB':>12} {'cube s':>7}")  # fmt: skip
+    print(f"{'area':>5} {'px':>10} {'cube MB/s':>10} {'rio MB/s':>9} {'rio+zarr MB/s':>14} "
+          f"{'ratio':>6} {'ratio+zarr':>10} {'cold ratio':>10} {'cube peak MB':>13} "
+          f"{'rio peak MB':>12} {'cube s':>7}")  # fmt: skip
     for factor in (1, 2, 4):
         size = args.base * factor
         make_scenes(args.work, size, args.dates)  # here, so the children only read them
         res = {}
-        for mode in ("rasterio", "cube"):
+        for mode in ("rasterio", "rasterio+zarr", "cube"):
             cmd = [sys.executable, __file__, "--child", mode, str(size), "--dates", str(args.dates),
                    "--work", str(args.work), "--runs", str(args.runs)]  # fmt: skip
             line = subprocess.run(cmd, check=True, capture_output=True, text=True, env=env).stdout
             res[mode] = json.loads(line.strip().splitlines()[-1])
-        cube, rio = res["cube"], res["rasterio"]
         # warm: the best of the runs after the first (the first alone when --runs 1)
-        warm_cube, warm_rio = (
-            min(cube["seconds"][1:] or cube["seconds"]),
-            min(rio["seconds"][1:] or rio["seconds"]),
-        )
-        cube_mbs = cube["bytes"] / 2**20 / warm_cube
-        rio_mbs = rio["bytes"] / 2**20 / warm_rio
-        cold = rio["seconds"][0] / cube["seconds"][0]
-        print(f"{factor * factor:>4}x {size:>5}x{size:<4} {cube_mbs:>10.1f} {rio_mbs:>9.1f} "
-              f"{cube_mbs / rio_mbs:>6.2f} {cold:>10.2f} {cube['peak_rss_mb']:>13.0f} "
-              f"{rio['peak_rss_mb']:>12.0f} {warm_cube:>7.1f}", flush=True)  # fmt: skip
+        warm = {m: min(r["seconds"][1:] or r["seconds"]) for m, r in res.items()}
+        mbs = {m: res[m]["bytes"] / 2**20 / warm[m] for m in res}
+        cold = res["rasterio"]["seconds"][0] / res["cube"]["seconds"][0]
+        print(f"{factor * factor:>4}x {size:>5}x{size:<4} {mbs['cube']:>10.1f} "
+              f"{mbs['rasterio']:>9.1f} {mbs['rasterio+zarr']:>14.1f} "
+              f"{mbs['cube'] / mbs['rasterio']:>6.2f} {mbs['cube'] / mbs['rasterio+zarr']:>10.2f} "
+              f"{cold:>10.2f} {res['cube']['peak_rss_mb']:>13.0f} "
+              f"{res['rasterio']['peak_rss_mb']:>12.0f} {warm['cube']:>7.1f}", flush=True)  # fmt: skip
 
 
 if __name__ == "__main__":
