@@ -13,7 +13,8 @@ demo catalog covers) inside the demo region, the whole ``composite`` (L2A route 
 fresh subprocess and local cluster of 2 worker processes per size; the client's peak is the
 subprocess's ``ru_maxrss``, a thread samples every worker's RSS (psutil, via ``client.run``)
 every 0.25 s. Everything streams (cube by region, tiles one task at a time, products by window,
-the quicklook decimated), so both must stay flat.
+the quicklook decimated), so both must stay flat. The client process takes the CLI's malloc
+setting (:mod:`clearcube.deploy.malloc`); ``--default-malloc`` leaves glibc's default.
 ``malloc``: inference of a 512 px box of the demo region, alternating the workers' glibc malloc
 settings between distributed's (``MALLOC_TRIM_THRESHOLD_=65536``) and clearcube's (1 GiB trim,
 32 MiB mmap threshold), A/B/A/B in one run on fresh local clusters; prints seconds per variant.
@@ -88,6 +89,8 @@ def memory(args: argparse.Namespace) -> None:
                "--mask", args.mask, "--dates", str(args.dates)]  # fmt: skip
         if args.checkpoint:
             cmd += ["--checkpoint", args.checkpoint]
+        if args.default_malloc:
+            cmd += ["--default-malloc"]
         done = subprocess.run(cmd, check=True, capture_output=True, text=True)
         row = json.loads(done.stdout.strip().splitlines()[-1])
         rows.append(row)
@@ -109,8 +112,11 @@ def memory_one(args: argparse.Namespace) -> None:
 
     from clearcube.catalogs.demo import DEMO_BBOX
     from clearcube.deploy.local import local_cluster
+    from clearcube.deploy.malloc import stream_large_blocks
     from clearcube.pipeline import composite
 
+    if not args.default_malloc:
+        stream_large_blocks()  # as `clearcube run` / `clearcube demo` do at start-up
     west, south = DEMO_BBOX[0] + 0.002, DEMO_BBOX[1] + 0.002
     edge_m = args.edge * 10.0
     bbox = (west, south, west + edge_m / (111_320 * math.cos(math.radians(south))),
@@ -292,6 +298,10 @@ def main() -> None:
         p.add_argument("--base", type=int, default=288, help="memory: edge of the 1x region (px)")
         p.add_argument("--repeats", type=int, default=2, help="malloc, overhead: A/B rounds")
         p.add_argument("--workers", type=int, default=2, help="overhead: worker processes")
+        p.add_argument(
+            "--default-malloc", action="store_true",
+            help="memory: leave the client on glibc's default malloc (the CLI's setting is off)",
+        )  # fmt: skip
         p.set_defaults(fn=fn)
     args = parser.parse_args()
     args.fn(args)

@@ -81,7 +81,7 @@ log = logging.getLogger(__name__)
 
 BLOCK = 512
 """COG block size (px), also the size the smallest overview must fit."""
-CACHE_MB = 64
+CACHE_MB = 32
 """GDAL block cache (MB) while staging and translating: both go block by block."""
 
 

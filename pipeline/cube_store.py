@@ -226,7 +226,12 @@ def open_cube(path: str | os.PathLike[str]) -> xr.Dataset:
     for name in ("spatial_ref",):
         if name in ds.data_vars:
             ds = ds.set_coords(name)
-    small = {c: ds[c].compute() for c in ds.coords if c not in ds.dims and "y" not in ds[c].dims}
+    # small per-date metadata, read here on this thread (not through a cluster's workers)
+    small = {
+        c: ds[c].compute(scheduler="sync")
+        for c in ds.coords
+        if c not in ds.dims and "y" not in ds[c].dims
+    }
     opened: xr.Dataset = ds.assign_coords(small)
     return opened
 

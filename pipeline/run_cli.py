@@ -134,8 +134,11 @@ def _run(args: argparse.Namespace, **where: Any) -> int:
     # Local for CLI start-up: distributed, and composite's torch, xarray, zarr and odc-stac.
     import distributed  # noqa: F401  (sets its loggers to INFO on import; quiet them below)
 
+    from clearcube.deploy.malloc import stream_large_blocks
     from clearcube.pipeline import composite
 
+    # This process streams the region (the model runs in the workers): keep its heap flat.
+    stream_large_blocks()
     if args.verbose < 2:  # the cluster's start-up chatter hides the progress bars
         logging.getLogger("distributed").setLevel(logging.WARNING)
 

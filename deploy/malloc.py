@@ -1,0 +1,50 @@
+"""glibc malloc for the client process: large buffers in their own mappings, so memory stays flat.
+
+The workers are tuned for compute (deploy/dask/distributed.yaml: trim at 1 GiB, mmap only above
+32 MiB, so torch's buffers are reused instead of faulted in afresh). The client is the other
+way round: it streams the region window by window (cube regions, mask regions, COG windows,
+quicklook reads) on a handful of threads, each window a few to ~14 MB. glibc's adaptive mmap
+threshold rises to the largest block freed so far (up to 32 MiB), after which those windows come
+from the threads' arenas; freed, they stay there as fragments, and the client's peak grew with
+the region: +41 % from 288 to 1,152 px. Serving every block of 1 MiB or more from its own
+mapping (returned to the kernel on ``free``) made it +14.5 % (benchmarks/RESULTS.md, session 12).
+
+The setting is process-wide and stays for the life of the process, so the library never makes
+it behind a caller's back: the ``clearcube`` CLI applies it at start-up, and a Python script that
+runs :func:`clearcube.pipeline.composite` over large regions can call :func:`stream_large_blocks`
+itself, first thing.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import logging
+
+__all__ = ["CLIENT_MMAP_THRESHOLD", "stream_large_blocks"]
+
+log = logging.getLogger(__name__)
+
+CLIENT_MMAP_THRESHOLD = 1 << 20
+"""Blocks of this many bytes or more get their own mapping in the client (1 MiB)."""
+
+_M_MMAP_THRESHOLD = -3  # glibc's malloc.h parameter number
+
+
+def stream_large_blocks(threshold: int = CLIENT_MMAP_THRESHOLD) -> bool:
+    """Have glibc serve blocks of ``threshold`` bytes or more from fresh mappings.
+
+    Returns False, changing nothing, where the C library is not glibc (musl, macOS): there the
+    allocator's own policy stays.
+    """
+    name = ctypes.util.find_library("c")
+    try:
+        libc = ctypes.CDLL(name)
+        mallopt = libc.mallopt
+        libc.gnu_get_libc_version  # noqa: B018 - glibc only: raises AttributeError elsewhere
+    except (OSError, AttributeError, TypeError):
+        log.debug("not glibc: malloc's own mmap policy stays")
+        return False
+    mallopt.argtypes = (ctypes.c_int, ctypes.c_int)
+    mallopt.restype = ctypes.c_int
+    return bool(mallopt(_M_MMAP_THRESHOLD, threshold))
