@@ -195,26 +195,45 @@ def halve(stored: np.ndarray, encoding: CogEncoding) -> np.ndarray:
 
 
 def _halve_average(plane: np.ndarray, encoding: CogEncoding) -> np.ndarray:
-    """:func:`halve` of one ``(h, w)`` plane with ``average``."""
+    """:func:`halve` of one ``(h, w)`` plane with ``average``.
+
+    The four pixels of each 2 × 2 are four strided views added elementwise (a reduction over
+    the reshaped axes was 4× slower than :func:`quantise`); where all four are valid, the mean
+    is ``(a + b + c + d) / 4`` at once, and only the pixels with nodata among their four take
+    the general formula.
+    """
     h, w = plane.shape
     h2, w2 = -(-h // 2), -(-w // 2)
     if (h, w) != (2 * h2, 2 * w2):  # an odd edge: pad with nodata
         pad = np.full((2 * h2, 2 * w2), encoding.nodata, dtype=plane.dtype)
         pad[:h, :w] = plane
         plane = pad
-    quads = plane.reshape(h2, 2, w2, 2)
+    quad = (plane[0::2, 0::2], plane[0::2, 1::2], plane[1::2, 0::2], plane[1::2, 1::2])
     if encoding.dtype == "uint16":
-        valid = quads != 0
-        total = quads.sum(axis=(1, 3), dtype=np.uint32)
-        count = valid.sum(axis=(1, 3), dtype=np.uint32)
-        mean: np.ndarray = (2 * total + count) // np.maximum(2 * count, 1)  # ⌊total/count + ½⌋
-        return mean.astype(np.uint16)  # count 0 -> total 0 -> 0, the nodata value
-    valid = np.isfinite(quads) & (quads != encoding.nodata)
-    total = np.where(valid, quads, 0).sum(axis=(1, 3), dtype=np.float64)
-    count = valid.sum(axis=(1, 3))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        out: np.ndarray = (total / count).astype(np.float32)
-    out[count == 0] = np.float32(encoding.nodata)
+        total = quad[0].astype(np.uint32)
+        for part in quad[1:]:
+            total += part
+        out: np.ndarray = ((total + 2) >> 2).astype(np.uint16)  # ⌊total / 4 + ½⌋
+        smallest = np.minimum(np.minimum(quad[0], quad[1]), np.minimum(quad[2], quad[3]))
+        partial = smallest == 0  # some of the four are nodata (0)
+        if partial.any():
+            count = sum((part[partial] != 0).astype(np.uint32) for part in quad)
+            # ⌊total / count + ½⌋ in integers; no valid pixel: total 0, so 0, the nodata value
+            out[partial] = (2 * total[partial] + count) // np.maximum(2 * count, 1)
+        return out
+    wide = [part.astype(np.float64) for part in quad]
+    total64 = wide[0] + wide[1] + wide[2] + wide[3]
+    out = (total64 / 4).astype(np.float32)
+    partial = ~np.isfinite(total64)
+    if not math.isnan(encoding.nodata):
+        partial |= np.any([part == encoding.nodata for part in quad], axis=0)
+    if partial.any():
+        values = np.stack([part[partial] for part in wide])
+        valid = np.isfinite(values) & (values != encoding.nodata)
+        count = valid.sum(axis=0)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            mean = np.where(valid, values, 0).sum(axis=0) / count
+        out[partial] = np.where(count > 0, mean, encoding.nodata).astype(np.float32)
     return out
 
 
