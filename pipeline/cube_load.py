@@ -240,9 +240,11 @@ def load_cube(
         )  # fmt: skip
 
     # Every asset is read in READ_CHUNKS-fold larger windows (4 × 4 storage chunks: one read task
-    # per store region instead of 16), then rechunked to the storage chunk: nearest resampling on
-    # the output grid, and Sentinel-1's exact bilinear warp (exact_warp), give the same values
-    # whatever the window (issue 13).
+    # per store region instead of 16): nearest resampling on the output grid, and Sentinel-1's
+    # exact bilinear warp (exact_warp), give the same values whatever the window (issue 13). The
+    # lazy arrays keep those windows as their dask chunks, so a region is written in one Zarr call
+    # per date and variable (Sentinel-1 split into 256 px dask chunks took 16 calls per window:
+    # cube 16x 1.30 -> 1.07 s, benchmarks/RESULTS.md, session 12).
     read = chunks * READ_CHUNKS
     s2 = _odc_load(
         s2_groups, s2_keys, gbox, read, retry, "nearest", "uint16", 0, s2_index, gdal_env
@@ -253,7 +255,7 @@ def load_cube(
         ds[name] = ex[key].drop_vars("spatial_ref", errors="ignore")
     ds["s1"] = _s1_aligned(
         s1_groups, pairs, s1_assets, gbox, read, retry, ds["s2"], s1_index, gdal_env
-    ).chunk({"y": chunks, "x": chunks})
+    )
 
     times = [_naive64(_when(g[0])) for g in s2_groups]
     s1_times = [np.datetime64("NaT", "ns") if k is None else _naive64(_when(s1_groups[k][0])) for k in pairs]  # fmt: skip

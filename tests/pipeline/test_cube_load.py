@@ -78,11 +78,11 @@ def test_layout_dtypes_and_chunks(cube) -> None:
     assert lazy["s1"].dims == ("time", "s1_band", "y", "x") and lazy["s1"].dtype == np.float32
     assert list(lazy.s1_band.values) == ["VV", "VH"]
     assert lazy["scl"].dims == ("time", "y", "x") and lazy["scl"].dtype == np.uint8
-    # every asset is read in 4 × 4 stored chunks (here the whole 154 px grid), then rechunked:
-    # the store keeps 64 px chunks
+    # every asset is read in 4 × 4 stored chunks (here the whole 154 px grid), and each read
+    # window is written as one call; the store keeps 64 px chunks
     assert lazy["s2"].data.chunksize == (1, 13, 154, 154)
     assert lazy["scl"].data.chunksize == (1, 154, 154)
-    assert lazy["s1"].data.chunksize == (1, 2, 64, 64)
+    assert lazy["s1"].data.chunksize == (1, 2, 154, 154)
     assert lazy.attrs["clearcube_chunk"] == 64
 
 
