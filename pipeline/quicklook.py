@@ -71,17 +71,20 @@ def true_colour(image: Any, band_names: Sequence[str], *, max_size: int = 1024) 
 def decimate(image: Any, step: int, bands: Sequence[int] | None = None) -> np.ndarray:
     """``image[bands, ::step, ::step]`` of ``image (band, y, x)`` as float32, read in windows.
 
-    Each window of about :data:`READ_WINDOW` px (a multiple of ``step``) is read whole, all
-    bands at once, and decimated: a Zarr array decodes whole chunks (every band of a mosaic
-    chunk) whatever is sliced, so a strided read of the whole image held every chunk at once
-    and grew with the region (+200 MB at 1152 px, benchmarks/RESULTS.md).
+    Each window of about :data:`READ_WINDOW` px (a multiple of ``step``) is read whole, the
+    chosen bands at once (``image[bands, rows, cols]``: numpy, Zarr and xarray index a list of
+    bands orthogonally), and decimated: a Zarr array decodes whole chunks (every band of a
+    mosaic chunk) whatever is sliced, so a strided read of the whole image held every chunk at
+    once and grew with the region (+200 MB at 1152 px, benchmarks/RESULTS.md). Choosing the
+    bands in the read keeps a lazy image's conversions (DN to reflectance) to those bands.
     """
     count, height, width = tuple(image.shape)
-    picks = list(range(count)) if bands is None else list(bands)
+    picks: slice | list[int] = slice(None) if bands is None else list(bands)
+    n = count if bands is None else len(bands)
     edge = step * max(1, math.ceil(READ_WINDOW / step))
-    out = np.empty((len(picks), -(-height // step), -(-width // step)), dtype=np.float32)
+    out = np.empty((n, -(-height // step), -(-width // step)), dtype=np.float32)
     for rows, cols in window_grid(height, width, edge, edge):
-        block = np.asarray(image[:, rows, cols], dtype=np.float32)[picks, ::step, ::step]
+        block = np.asarray(image[picks, rows, cols], dtype=np.float32)[:, ::step, ::step]
         y, x = rows.start // step, cols.start // step
         out[:, y : y + block.shape[1], x : x + block.shape[2]] = block
     return out
