@@ -24,12 +24,14 @@ How a COG is written (and the memory it takes):
    of one of its own pixels off, at the far edge. Why not
    GDAL's own overviews: GDAL 3.10 builds them through its block cache, which held 152 MB of
    the client's 449 MB peak at 1,152 px and grew with the region (881 MiB over the base at
-   4,608 px); capping the cache instead made it thrash (92 s instead of 21 s at 4,608 px).
+   4,608 px); capping the cache instead made it thrash (4,608 px: 42.5 s with 32 MiB, 22.8 s
+   with 128 MiB, 14.2 s uncapped; clearcube's pyramid 8.1 s, RESULTS.md session 12).
 3. GDAL's COG driver translates the staging file into the COG (``rasterio.shutil.copy``,
    ``driver="COG"``, ``OVERVIEWS=FORCE_USE_EXISTING``): 512 px blocks, the staged overviews,
-   deflate or zstd with the predictor chosen for the data type, BigTIFF when needed. It runs
-   with a block cache of :data:`CACHE_MB` (only copying block by block, it needs no more), so
-   the process's memory does not grow with the region.
+   deflate or zstd with the predictor chosen for the data type, BigTIFF when needed. Staging
+   and copy run with a block cache of :data:`CACHE_BYTES` (copying block by block needs no
+   more), so the process's memory does not grow with the region. GDAL's cache size is one
+   setting for the whole process: while a COG is written, other threads' GDAL reads share it.
 4. The result is checked with ``rio_cogeo.cogeo.cog_validate`` (invalid: :class:`ClearcubeError`,
    nothing left behind) and renamed onto the final name, so a reader never sees half a COG.
 
@@ -81,8 +83,10 @@ log = logging.getLogger(__name__)
 
 BLOCK = 512
 """COG block size (px), also the size the smallest overview must fit."""
-CACHE_MB = 32
-"""GDAL block cache (MB) while staging and translating: both go block by block."""
+CACHE_BYTES = 16 * 2**20
+"""GDAL block cache while staging and translating (rasterio passes an integer to GDAL in
+bytes): two 512 px blocks of 13 uint16 bands. One write_cog of 12 bands at 4,608 px peaked
+128 MiB over the process's base with it, 148 with 32 MiB (RESULTS.md, session 12)."""
 
 
 class ArrayLike3D(Protocol):
@@ -112,6 +116,11 @@ class CogEncoding:
     def __post_init__(self) -> None:
         if self.dtype == "uint16" and self.nodata != 0:
             raise BadInputError("uint16 COGs use nodata 0 (valid DN are 1..65535)")
+        if self.resampling not in ("average", "nearest"):
+            raise BadInputError(
+                f"overview resampling {self.resampling!r} is not offered; use 'average' or "
+                "'nearest'"
+            )
 
 
 COMPOSITE = CogEncoding(dtype="uint16", scale=DN_PER_REFLECTANCE, nodata=0)
@@ -221,19 +230,20 @@ def _halve_average(plane: np.ndarray, encoding: CogEncoding) -> np.ndarray:
             # ⌊total / count + ½⌋ in integers; no valid pixel: total 0, so 0, the nodata value
             out[partial] = (2 * total[partial] + count) // np.maximum(2 * count, 1)
         return out
+    nodata = plane.dtype.type(encoding.nodata)  # as the file stores it (0.1 is not exact)
     wide = [part.astype(np.float64) for part in quad]
     total64 = wide[0] + wide[1] + wide[2] + wide[3]
     out = (total64 / 4).astype(np.float32)
     partial = ~np.isfinite(total64)
-    if not math.isnan(encoding.nodata):
-        partial |= np.any([part == encoding.nodata for part in quad], axis=0)
+    if not np.isnan(nodata):
+        partial |= np.any([part == nodata for part in quad], axis=0)
     if partial.any():
+        valid = np.stack([np.isfinite(part[partial]) & (part[partial] != nodata) for part in quad])
         values = np.stack([part[partial] for part in wide])
-        valid = np.isfinite(values) & (values != encoding.nodata)
         count = valid.sum(axis=0)
         with np.errstate(invalid="ignore", divide="ignore"):
             mean = np.where(valid, values, 0).sum(axis=0) / count
-        out[partial] = np.where(count > 0, mean, encoding.nodata).astype(np.float32)
+        out[partial] = np.where(count > 0, mean, nodata).astype(np.float32)
     return out
 
 
@@ -302,7 +312,7 @@ def write_cog(
     }
     try:
         # READDIR: GDAL finds the .ovr chain by listing the folder (retry.py turns that off)
-        with rasterio.Env(GDAL_CACHEMAX=CACHE_MB, GDAL_DISABLE_READDIR_ON_OPEN="FALSE"):
+        with rasterio.Env(GDAL_CACHEMAX=CACHE_BYTES, GDAL_DISABLE_READDIR_ON_OPEN="FALSE"):
             with ExitStack() as files:
                 dst = files.enter_context(rasterio.open(stage, "w", **profile))
                 dst.descriptions = tuple(band_names)
@@ -321,8 +331,9 @@ def write_cog(
                         out.write(piece, window=_span(r0, c0, piece))
                     if progress is not None:
                         progress(i + 1, len(windows))
-            for k in range(streamed + 1, levels + 1):
-                _halve_file(overviews[k - 2], overviews[k - 1], _level(profile, k), encoding)
+            for k in range(streamed + 1, levels + 1):  # level 0 is the staging file itself
+                finer = stage if k == 1 else overviews[k - 2]
+                _halve_file(finer, overviews[k - 1], _level(profile, k), encoding)
             rasterio.shutil.copy(
                 stage,
                 part,
@@ -355,7 +366,9 @@ def _level(profile: Mapping[str, Any], k: int) -> dict[str, Any]:
     """The staging profile of overview level ``k`` (factor ``2**k``).
 
     Its blocks are the size of a 512 px window's piece at that level (16 px at least, GTiff's
-    smallest tile), so the pieces fill whole blocks and GDAL never reads one back.
+    smallest tile), so down to level 5 the pieces of 512 px windows fill whole blocks; finer
+    pieces (levels 6+, regions over 16,384 px) and other window sizes write parts of blocks,
+    which GDAL completes by reading them back (correct, slower, small at those levels).
     """
     block = max(16, BLOCK >> k)
     return {

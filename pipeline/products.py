@@ -13,7 +13,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import dask
 import numpy as np
 import pystac
 import zarr
@@ -124,15 +123,28 @@ def _quicklook_and_report(
     before = ds["s2"].isel(time=chosen[least_clear(clear, min_clear=0.05)]).astype("float32")
     before = before / DN_PER_REFLECTANCE  # the store holds reflectance, the cube DN
     classes = ProvenanceView(store.array("provenance"), store.array("composite"))
-    # On this process's threads: on the default scheduler (the cluster, in a run) every 512 px
-    # window of the panel was read by a worker and shipped back, 12 MB a message, two held at
-    # once in the client at its peak (memray, benchmarks/RESULTS.md, session 12).
-    with dask.config.set(scheduler="threads"):
-        quicklook = write_quicklook(
-            before, store.array("composite"), list(store.spec.bands), out / "quicklook.png",
-            provenance=classes,
-        )  # fmt: skip
+    quicklook = write_quicklook(
+        _OnThreads(before), store.array("composite"), list(store.spec.bands),
+        out / "quicklook.png", provenance=classes,
+    )  # fmt: skip
     return quicklook, provenance_report(classes, store)
+
+
+class _OnThreads:
+    """A lazy ``(band, y, x)`` DataArray whose window reads compute on this process's threads.
+
+    On the default scheduler (the cluster, in a run) every 512 px window of the quicklook's
+    "before" panel was read by a worker and shipped back, 12 MB a message, two held at once in
+    the client at its peak (memray, benchmarks/RESULTS.md, session 12). The scheduler is given
+    per read, not through dask's process-wide config, so other threads keep theirs.
+    """
+
+    def __init__(self, array: Any) -> None:
+        self.array = array
+        self.shape = tuple(array.shape)
+
+    def __getitem__(self, key: Any) -> np.ndarray:
+        return np.asarray(self.array[key].compute(scheduler="threads").values)
 
 
 def provenance_report(classes: ProvenanceView, store: MosaicStore) -> dict[str, Any]:

@@ -277,15 +277,16 @@ def _pyramid_oracle(stored: np.ndarray, nodata: float, levels: int) -> list[np.n
         size = (bands, -(-h // 2), -(-w // 2))
         quads = np.full((4, *size), np.nan)
         for i, (dy, dx) in enumerate(((0, 0), (0, 1), (1, 0), (1, 1))):
-            part = stored[:, dy::2, dx::2].astype(np.float64)
-            part[part == nodata] = np.nan
+            sub = stored[:, dy::2, dx::2]
+            part = sub.astype(np.float64)
+            part[sub == stored.dtype.type(nodata)] = np.nan  # nodata as the file stores it
             quads[i, :, : part.shape[1], : part.shape[2]] = part
         with np.errstate(invalid="ignore"), pytest.warns(RuntimeWarning, match="empty"):
             mean = np.nanmean(quads, axis=0)
         if stored.dtype == np.uint16:
             stored = np.where(np.isnan(mean), 0, np.floor(mean + 0.5)).astype(np.uint16)
-        else:
-            stored = mean.astype(np.float32)
+        else:  # no valid pixel: the nodata value
+            stored = np.where(np.isnan(mean), np.float32(nodata), mean).astype(np.float32)
         out.append(stored)
     return out
 
@@ -298,7 +299,11 @@ def _overviews(path: Path) -> list[np.ndarray]:
         ]
 
 
-@pytest.mark.parametrize("encoding", [COMPOSITE, UNCERTAINTY], ids=["uint16", "float32"])
+@pytest.mark.parametrize(
+    "encoding",
+    [COMPOSITE, UNCERTAINTY, CogEncoding(dtype="float32", scale=1.0, nodata=0.1)],
+    ids=["uint16", "float32", "float32-nodata-0.1"],  # 0.1: not exact in float32
+)
 def test_overviews_are_the_mean_of_the_valid_pixels_of_each_two_by_two(
     tmp_path: Path, encoding: CogEncoding
 ) -> None:
@@ -352,7 +357,7 @@ def test_overview_count_halves_rounding_up_until_one_block_holds_a_level() -> No
 
 
 def test_windows_that_do_not_halve_evenly_give_the_same_cog(tmp_path: Path) -> None:
-    """A 66 px window halves once: level 2 comes from level 1 read back; same bytes either way."""
+    """Windows of 66 or 301 px halve once or never: the rest is built from the level before."""
     data = _reflectance((2, 1101, 1301), seed=2)
     data[:, ::3, ::5] = np.nan
     paths = [
@@ -360,13 +365,14 @@ def test_windows_that_do_not_halve_evenly_give_the_same_cog(tmp_path: Path) -> N
             data, tmp_path / f"w{rows}.tif", crs="EPSG:32633", transform=TRANSFORM,
             band_names=("a", "b"), tags={}, window=(rows, cols),
         )
-        for rows, cols in ((512, 512), (64, 66))
+        for rows, cols in ((512, 512), (64, 66), (300, 301))
     ]  # fmt: skip
-    first, second = (_overviews(p) for p in paths)
+    first, *others = (_overviews(p) for p in paths)
     assert len(first) == 2
-    for a, b in zip(first, second, strict=True):
-        np.testing.assert_array_equal(a, b)
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["w512.tif", "w64.tif"]
+    for other in others:  # 66 px: level 2 read back; 301 px: both levels read back
+        for a, b in zip(first, other, strict=True):
+            np.testing.assert_array_equal(a, b)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["w300.tif", "w512.tif", "w64.tif"]
 
 
 def test_provenance_overviews_take_one_pixel_of_each_two_by_two(tmp_path: Path) -> None:
@@ -389,3 +395,8 @@ def test_overviews_are_found_when_the_caller_turned_off_folder_listing(tmp_path:
         )  # fmt: skip
     with rasterio.open(path) as src:
         assert src.overviews(1) == [2, 4]  # 1100 -> 550 -> 275
+
+
+def test_an_overview_resampling_clearcube_does_not_build_is_refused() -> None:
+    with pytest.raises(BadInputError, match="'average' or 'nearest'"):
+        CogEncoding(dtype="uint16", scale=1.0, nodata=0, resampling="bilinear")  # type: ignore[arg-type]
