@@ -83,10 +83,11 @@ log = logging.getLogger(__name__)
 
 BLOCK = 512
 """COG block size (px), also the size the smallest overview must fit."""
-CACHE_BYTES = 16 * 2**20
-"""GDAL block cache while staging and translating (rasterio passes an integer to GDAL in
-bytes): two 512 px blocks of 13 uint16 bands. One write_cog of 12 bands at 4,608 px peaked
-128 MiB over the process's base with it, 148 with 32 MiB (RESULTS.md, session 12)."""
+CACHE_BYTES = 2 * 2**20
+"""GDAL block cache while staging and translating, in bytes (rasterio hands an integer to GDAL
+as bytes). Staging writes whole blocks and the copy reads each block once, so the cache needs
+to hold nothing: one write_cog of 12 bands at 4,608 px peaked 115 MiB over the process's base
+with 2 MiB, 129 with 16 MiB, 148 with 32 MiB, in the same time (RESULTS.md, session 12)."""
 
 
 class ArrayLike3D(Protocol):
