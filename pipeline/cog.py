@@ -24,8 +24,9 @@ How a COG is written (and the memory it takes):
    of one of its own pixels off, at the far edge. Why not
    GDAL's own overviews: GDAL 3.10 builds them through its block cache, which held 152 MB of
    the client's 449 MB peak at 1,152 px and grew with the region (881 MiB over the base at
-   4,608 px); capping the cache instead made it thrash (4,608 px: 42.5 s with 32 MiB, 22.8 s
-   with 128 MiB, 14.2 s uncapped; clearcube's pyramid 8.1 s, RESULTS.md session 12).
+   4,608 px); a capped cache trades memory for time (4,608 px × 12 bands, box idle: 32 MiB
+   33.5 s and 328 MiB over base, 128 MiB 14.3 s and 381 MiB, uncapped 13.7 s and 892 MiB;
+   clearcube's pyramid 9.2 s and 115 MiB, RESULTS.md session 12).
 3. GDAL's COG driver translates the staging file into the COG (``rasterio.shutil.copy``,
    ``driver="COG"``, ``OVERVIEWS=FORCE_USE_EXISTING``): 512 px blocks, the staged overviews,
    deflate or zstd with the predictor chosen for the data type, BigTIFF when needed. Staging
