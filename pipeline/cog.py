@@ -311,6 +311,9 @@ def write_cog(
         "blockxsize": BLOCK,
         "blockysize": BLOCK,
         "bigtiff": "IF_SAFER",
+        # band by band on disk: the COG driver then holds one band's block at a time while it
+        # interleaves the COG's pixels (12 bands, 1,152 to 4,608 px: 115 -> 105 MiB over base)
+        "interleave": "band",
     }
     try:
         # READDIR: GDAL finds the .ovr chain by listing the folder (retry.py turns that off)
