@@ -6,12 +6,13 @@ way round: it streams the region window by window (cube regions, mask regions, C
 quicklook reads) on a handful of threads, each window a few to ~14 MB. glibc's adaptive mmap
 threshold rises to the largest block freed so far (up to 32 MiB), after which those windows come
 from the threads' arenas; freed, they stay there as fragments, and the client's peak grew with
-the region: +41 % from 288 to 1,152 px. Serving every block of 1 MiB or more from its own
-mapping (returned to the kernel on ``free``) made it +14.5 % (benchmarks/RESULTS.md, session 12).
+the region: +46 % from 288 to 1,152 px. Serving every block of 1 MiB or more from its own
+mapping (returned to the kernel on ``free``) made it +15–19 % (benchmarks/RESULTS.md, session 12).
 
 The setting is process-wide and stays for the life of the process, so the library never makes
-it behind a caller's back: the ``clearcube`` CLI applies it at start-up, and a Python script that
-runs :func:`clearcube.pipeline.composite` over large regions can call :func:`stream_large_blocks`
+it behind a caller's back: ``clearcube run`` and ``clearcube demo`` apply it at start-up (not the
+training commands, whose process runs the model), and a Python script that runs
+:func:`clearcube.pipeline.composite` over large regions can call :func:`stream_large_blocks`
 itself, first thing.
 """
 

@@ -21,10 +21,9 @@ How a COG is written (and the memory it takes):
    On even sides the levels equal GDAL's ``average`` overviews bit for bit (tested). On odd
    sides GDAL spreads the odd pixel over the row (fractional weights, ratio ``w / ⌈w/2⌉``)
    while clearcube keeps whole 2 × 2 blocks: there a reader places an overview pixel up to half
-   of one of its own pixels off, at the far edge. Why not
-   GDAL's own overviews: GDAL 3.10 builds them through its block cache, which held 152 MB of
-   the client's 449 MB peak at 1,152 px and grew with the region (881 MiB over the base at
-   4,608 px); a capped cache trades memory for time (4,608 px × 12 bands, box idle: 32 MiB
+   of one of its own pixels off, at the far edge. Why not GDAL's own overviews: GDAL 3.10
+   builds them through its block cache, which held 152 MB of the client's 449 MB peak at
+   1,152 px and grew with the region (881 MiB over the base at 4,608 px); a capped cache trades memory for time (4,608 px × 12 bands, box idle: 32 MiB
    33.5 s and 328 MiB over base, 128 MiB 14.3 s and 381 MiB, uncapped 13.7 s and 892 MiB;
    clearcube's pyramid 9.2 s and 115 MiB, RESULTS.md session 12).
 3. GDAL's COG driver translates the staging file into the COG (``rasterio.shutil.copy``,
@@ -146,9 +145,19 @@ def quantise(values: np.ndarray, encoding: CogEncoding) -> np.ndarray:
     values = np.asarray(values)
     if values.ndim < 3 or values.shape[0] == 1:
         return _quantise(values, encoding)
-    out = np.empty(values.shape, dtype=encoding.dtype)
-    for band, plane in enumerate(values):
-        out[band] = _quantise(plane, encoding)
+    return _by_band(lambda plane: _quantise(plane, encoding), values, values.shape, encoding.dtype)
+
+
+def _by_band(
+    fn: Callable[[np.ndarray], np.ndarray], stack: np.ndarray, shape: tuple[int, ...], dtype: Any
+) -> np.ndarray:
+    """``fn`` of each band of ``stack (band, ...)``, gathered into one ``shape`` array.
+
+    One band's temporaries at a time instead of the whole window's.
+    """
+    out = np.empty(shape, dtype=dtype)
+    for band, plane in enumerate(stack):
+        out[band] = fn(plane)
     return out
 
 
@@ -199,10 +208,8 @@ def halve(stored: np.ndarray, encoding: CogEncoding) -> np.ndarray:
     if encoding.resampling == "nearest":
         return np.ascontiguousarray(stored[:, ::2, ::2])
     bands, h, w = stored.shape
-    out = np.empty((bands, -(-h // 2), -(-w // 2)), dtype=stored.dtype)
-    for band, plane in enumerate(stored):  # band by band: temporaries of one band's size
-        out[band] = _halve_average(plane, encoding)
-    return out
+    shape = (bands, -(-h // 2), -(-w // 2))
+    return _by_band(lambda plane: _halve_average(plane, encoding), stored, shape, stored.dtype)
 
 
 def _halve_average(plane: np.ndarray, encoding: CogEncoding) -> np.ndarray:
