@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -73,16 +72,15 @@ def write_products(
         tags: provenance tags written into every COG and the item (``clearcube:<key>``).
         progress: ``progress(stage, done, total)``.
     """
-    # The COGs (GDAL and zlib, which release the GIL) are written on a thread of their own
-    # while this one draws the quicklook and counts the provenance: the stage takes the
-    # longer of the two instead of their sum (benchmarks/RESULTS.md).
-    with ThreadPoolExecutor(1, thread_name_prefix="clearcube-cog") as pool:
-        writing = pool.submit(
-            write_mosaic_cogs, store, out, tags=tags,
-            progress=lambda p, done, total: progress(f"cog {p}", done, total),
-        )  # fmt: skip
-        quicklook, report = _quicklook_and_report(store, cube_path, selection, out)
-        cogs = writing.result()
+    # One after the other, the quicklook first: drawn beside GDAL's COG copy (one block row
+    # of 512 px windows each) the two set the client's peak at every region over 512 px, so
+    # the peak grew from a small region to a large one (+20 % at 288 -> 1,152 px, -> +11 %
+    # serial, for ~0.3 s at the demo's size; benchmarks/RESULTS.md, "Session 13").
+    quicklook, report = _quicklook_and_report(store, cube_path, selection, out)
+    cogs = write_mosaic_cogs(
+        store, out, tags=tags,
+        progress=lambda p, done, total: progress(f"cog {p}", done, total),
+    )  # fmt: skip
     plan = store.spec.plan
     assets = {k: v for k, v in cogs.items() if k in ("composite", "uncertainty", "provenance")}
     item = build_stac_item(
