@@ -17,7 +17,8 @@ the quicklook decimated), so both must stay flat. The client process takes the C
 setting (:mod:`clearcube.deploy.malloc`); ``--default-malloc`` leaves glibc's default.
 ``malloc``: inference of a 512 px box of the demo region, alternating the workers' glibc malloc
 settings between distributed's (``MALLOC_TRIM_THRESHOLD_=65536``) and clearcube's (1 GiB trim,
-32 MiB mmap threshold), A/B/A/B in one run on fresh local clusters; prints seconds per variant.
+32 MiB mmap threshold), A/B/A/B in one run on fresh local clusters; prints seconds per variant
+and the workers' minor page faults per tile (the exited workers' ``RUSAGE_CHILDREN``).
 ``overhead``: the same box's inference through the pipeline's cluster against one process
 running the same tile tasks in a loop; prints the ratio per core.
 """
@@ -160,6 +161,9 @@ def memory_one(args: argparse.Namespace) -> None:
 
 def malloc(args: argparse.Namespace) -> None:
     """Inference seconds with distributed's and with clearcube's malloc settings, alternated."""
+    import os
+    import resource
+
     import clearcube.deploy.config as config
     from clearcube.catalogs.demo import DEMO_BBOX
     from clearcube.pipeline import composite
@@ -173,6 +177,7 @@ def malloc(args: argparse.Namespace) -> None:
     }  # fmt: skip
     bbox = _inner_box(DEMO_BBOX)
     times: dict[str, list[float]] = {k: [] for k in variants}
+    faults: dict[str, list[float]] = {k: [] for k in variants}
     for _ in range(args.repeats):
         for name, env in variants.items():
 
@@ -184,6 +189,13 @@ def malloc(args: argparse.Namespace) -> None:
                 return cfg
 
             config.dask_config = patched  # type: ignore[assignment]
+            # The local cluster's worker processes are this process's children: once they
+            # have exited and been joined, their minor page faults are in RUSAGE_CHILDREN.
+            before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_minflt
+            # distributed's Nanny also copies its workers' MALLOC_* settings into this
+            # process's environment, where the next variant's workers would inherit them
+            for key in [k for k in os.environ if k.startswith("MALLOC_")]:
+                del os.environ[key]
             try:
                 with tempfile.TemporaryDirectory() as tmp:
                     result = composite(
@@ -193,11 +205,20 @@ def malloc(args: argparse.Namespace) -> None:
                     )  # fmt: skip
             finally:
                 config.dask_config = shipped  # type: ignore[assignment]
+            per_tile = (resource.getrusage(resource.RUSAGE_CHILDREN).ru_minflt - before) / max(
+                result.tiles["total"], 1
+            )
             times[name].append(result.timings["inference"])
+            faults[name].append(per_tile)
             print(f"{name:<38} inference {result.timings['inference']:6.1f} s "
-                  f"({result.tiles['total']} tiles, {args.steps} steps)", flush=True)  # fmt: skip
+                  f"({result.tiles['total']} tiles, {args.steps} steps), "
+                  f"{per_tile / 1e3:,.0f} k minor page faults per tile (all workers, whole run)",
+                  flush=True)  # fmt: skip
     for name, values in times.items():
-        print(f"{name:<38} best {min(values):6.1f} s  all {[round(v, 1) for v in values]}")
+        print(
+            f"{name:<38} best {min(values):6.1f} s  all {[round(v, 1) for v in values]}  "
+            f"faults per tile {[round(f / 1e3) for f in faults[name]]} k"
+        )
 
 
 def overhead(args: argparse.Namespace) -> None:

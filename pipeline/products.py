@@ -17,13 +17,22 @@ import pystac
 import zarr
 
 from clearcube.bands import DN_PER_REFLECTANCE
+from clearcube.errors import BadInputError
 from clearcube.pipeline.cog import write_mosaic_cogs
 from clearcube.pipeline.cube_masks import clear_fractions
 from clearcube.pipeline.cube_store import open_cube
 from clearcube.pipeline.dates import DateSelection
 from clearcube.pipeline.mosaic import MosaicStore
-from clearcube.pipeline.provenance import PROVENANCE, ProvenanceView
-from clearcube.pipeline.quicklook import least_clear, write_quicklook
+from clearcube.pipeline.provenance import PROVENANCE, provenance_classes
+from clearcube.pipeline.quicklook import (
+    TRUE_COLOUR,
+    decimate,
+    decimate_into,
+    decimated_empty,
+    least_clear,
+    panel_step,
+    write_quicklook,
+)
 from clearcube.pipeline.stac_item import build_stac_item, write_stac_item
 
 log = logging.getLogger(__name__)
@@ -107,9 +116,38 @@ def write_products(
 
 
 def _quicklook_and_report(
-    store: MosaicStore, cube_path: Path, selection: DateSelection, out: Path
+    store: MosaicStore,
+    cube_path: Path,
+    selection: DateSelection,
+    out: Path,
+    *,
+    max_size: int = 1024,
 ) -> tuple[Path, dict[str, Any]]:
-    """Write the quicklook PNG and count the provenance report (both streamed)."""
+    """Write the quicklook PNG and count the provenance report, in one pass over the store.
+
+    Each output window's composite is read once (a Zarr chunk decodes all its bands whatever is
+    sliced): its red, green and blue go to the "after" panel, its first band says which
+    pixels are valid for the provenance classes, which go to the third panel and into the
+    report's counts. Three passes (panel, provenance panel, report) took 0.5 s at 1,152 px.
+    """
+    names = list(store.spec.bands)
+    missing = [b for b in TRUE_COLOUR if b not in names]
+    if missing:
+        raise BadInputError(f"true colour needs bands {missing}, the mosaic has {names}")
+    rgb = [names.index(b) for b in TRUE_COLOUR]
+    composite, layers = store.array("composite"), store.array("provenance")
+    height, width = tuple(composite.shape)[1:]
+    step = panel_step((height, width), max_size)
+    after = decimated_empty(len(rgb), height, width, step)
+    panel = decimated_empty(1, height, width, step)
+    counts = _ProvenanceCounts(store)
+    for rows, cols in store.output_windows():
+        window = np.asarray(composite[:, rows, cols])
+        decimate_into(after, window[rgb], rows, cols, step)
+        classes = provenance_classes(np.asarray(layers[:, rows, cols]), np.isfinite(window[0]))
+        del window
+        decimate_into(panel, classes[None], rows, cols, step)
+        counts.add(classes, rows, cols)
     ds = open_cube(cube_path)
     chosen = list(selection.indices)
     # The clear fractions the mask stage measured (else measured here, window by window). The
@@ -120,12 +158,13 @@ def _quicklook_and_report(
     # the cloudiest candidate that still shows some ground: what the composite replaced
     before = ds["s2"].isel(time=chosen[least_clear(clear, min_clear=0.05)]).astype("float32")
     before = before / DN_PER_REFLECTANCE  # the store holds reflectance, the cube DN
-    classes = ProvenanceView(store.array("provenance"), store.array("composite"))
+    before_rgb = decimate(_OnThreads(before), step, rgb)
+    # the panels are decimated already: the writer draws them at step 1
     quicklook = write_quicklook(
-        _OnThreads(before), store.array("composite"), list(store.spec.bands),
-        out / "quicklook.png", provenance=classes,
+        before_rgb, after, list(TRUE_COLOUR), out / "quicklook.png", max_size=max(after.shape),
+        provenance=panel,
     )  # fmt: skip
-    return quicklook, provenance_report(classes, store)
+    return quicklook, counts.report()
 
 
 class _OnThreads:
@@ -145,38 +184,46 @@ class _OnThreads:
         return np.asarray(self.array[key].compute(scheduler="threads").values)
 
 
-def provenance_report(classes: ProvenanceView, store: MosaicStore) -> dict[str, Any]:
-    """Shares of observed / fused / generated pixels, overall and per tile (``"y0,x0"``).
+class _ProvenanceCounts:
+    """The provenance report, counted window by window.
 
     The overall shares count each pixel once; a tile's share of generated pixels counts its
-    whole window (overlaps included). One pass over the output windows: each window's classes
-    are computed once and counted into the overall shares and into every tile it touches.
+    whole window (overlaps included), so every window is counted into each tile it touches.
     """
-    plan = store.spec.plan
-    counts = np.zeros(len(PROVENANCE))
-    tile_valid = dict.fromkeys(plan, 0)
-    tile_generated = dict.fromkeys(plan, 0)
-    for rows, cols in store.output_windows():
-        window = classes[0, rows, cols][0]
-        counts += [np.count_nonzero(window == i + 1) for i in range(len(PROVENANCE))]
-        for tile in plan.intersecting(rows, cols):
+
+    def __init__(self, store: MosaicStore) -> None:
+        self.plan = store.spec.plan
+        self.counts = np.zeros(len(PROVENANCE))
+        self.tile_valid = dict.fromkeys(self.plan, 0)
+        self.tile_generated = dict.fromkeys(self.plan, 0)
+
+    def add(self, window: np.ndarray, rows: slice, cols: slice) -> None:
+        """Count the classes ``window (y, x)`` of the global window ``(rows, cols)``."""
+        self.counts += [np.count_nonzero(window == i + 1) for i in range(len(PROVENANCE))]
+        for tile in self.plan.intersecting(rows, cols):
             ty, tx = tile.window
             part = window[
                 max(ty.start, rows.start) - rows.start : min(ty.stop, rows.stop) - rows.start,
                 max(tx.start, cols.start) - cols.start : min(tx.stop, cols.stop) - cols.start,
             ]
-            tile_valid[tile] += int(np.count_nonzero(part >= 1))
-            tile_generated[tile] += int(np.count_nonzero(part == len(PROVENANCE)))
-    pixels = max(float(counts.sum()), 1.0)
-    overall = {
-        name: round(float(n) / pixels, 4) for name, n in zip(PROVENANCE, counts, strict=True)
-    }
-    per_tile = {
-        f"{tile.y0},{tile.x0}": round(tile_generated[tile] / max(tile_valid[tile], 1), 4)
-        for tile in plan
-    }
-    log.info(
-        "provenance: %.1f %% observed, %.1f %% fused, %.1f %% generated",
-        *(100 * overall[n] for n in PROVENANCE),
-    )
-    return {"overall": overall, "generated_per_tile": per_tile}
+            self.tile_valid[tile] += int(np.count_nonzero(part >= 1))
+            self.tile_generated[tile] += int(np.count_nonzero(part == len(PROVENANCE)))
+
+    def report(self) -> dict[str, Any]:
+        """Shares of observed / fused / generated pixels, overall and per tile (``"y0,x0"``)."""
+        pixels = max(float(self.counts.sum()), 1.0)
+        overall = {
+            name: round(float(n) / pixels, 4)
+            for name, n in zip(PROVENANCE, self.counts, strict=True)
+        }
+        per_tile = {
+            f"{tile.y0},{tile.x0}": round(
+                self.tile_generated[tile] / max(self.tile_valid[tile], 1), 4
+            )
+            for tile in self.plan
+        }
+        log.info(
+            "provenance: %.1f %% observed, %.1f %% fused, %.1f %% generated",
+            *(100 * overall[n] for n in PROVENANCE),
+        )
+        return {"overall": overall, "generated_per_tile": per_tile}

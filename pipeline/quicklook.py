@@ -23,8 +23,8 @@ from clearcube.pipeline.provenance import PROVENANCE_COLOURS
 from clearcube.pipeline.tiles import window_grid
 
 __all__ = [
-    "TRUE_COLOUR", "cloudiest_date", "decimate", "least_clear", "stretch", "true_colour",
-    "write_quicklook",
+    "TRUE_COLOUR", "cloudiest_date", "decimate", "decimate_into", "decimated_empty", "least_clear",
+    "panel_step", "stretch", "true_colour", "write_quicklook",
 ]  # fmt: skip
 
 TRUE_COLOUR: tuple[str, str, str] = ("B04", "B03", "B02")
@@ -64,8 +64,12 @@ def true_colour(image: Any, band_names: Sequence[str], *, max_size: int = 1024) 
     missing = [b for b in TRUE_COLOUR if b not in names]
     if missing:
         raise BadInputError(f"true colour needs bands {missing}, the image has {names}")
-    step = max(1, math.ceil(max(image.shape[-2:]) / max_size))
-    return decimate(image, step, [names.index(b) for b in TRUE_COLOUR])
+    return decimate(image, panel_step(image.shape, max_size), [names.index(b) for b in TRUE_COLOUR])
+
+
+def panel_step(shape: Sequence[int], max_size: int = 1024) -> int:
+    """The decimation step that fits ``shape (..., y, x)`` into ``max_size`` px a side."""
+    return max(1, math.ceil(max(shape[-2:]) / max_size))
 
 
 def decimate(image: Any, step: int, bands: Sequence[int] | None = None) -> np.ndarray:
@@ -82,12 +86,26 @@ def decimate(image: Any, step: int, bands: Sequence[int] | None = None) -> np.nd
     picks: slice | list[int] = slice(None) if bands is None else list(bands)
     n = count if bands is None else len(bands)
     edge = step * max(1, math.ceil(READ_WINDOW / step))
-    out = np.empty((n, -(-height // step), -(-width // step)), dtype=np.float32)
+    out = decimated_empty(n, height, width, step)
     for rows, cols in window_grid(height, width, edge, edge):
-        block = np.asarray(image[picks, rows, cols], dtype=np.float32)[:, ::step, ::step]
-        y, x = rows.start // step, cols.start // step
-        out[:, y : y + block.shape[1], x : x + block.shape[2]] = block
+        decimate_into(out, np.asarray(image[picks, rows, cols]), rows, cols, step)
     return out
+
+
+def decimated_empty(bands: int, height: int, width: int, step: int) -> np.ndarray:
+    """The float32 ``(bands, ⌈height/step⌉, ⌈width/step⌉)`` array :func:`decimate_into` fills."""
+    return np.empty((bands, -(-height // step), -(-width // step)), dtype=np.float32)
+
+
+def decimate_into(out: np.ndarray, block: np.ndarray, rows: slice, cols: slice, step: int) -> None:
+    """Put the pixels of ``block = image[:, rows, cols]`` on the image's ``::step`` grid into ``out``.
+
+    Any window will do (not only multiples of ``step``): its first kept row and column are the
+    first multiples of ``step`` at or after ``rows.start`` and ``cols.start``.
+    """
+    y0, x0 = -(-rows.start // step), -(-cols.start // step)  # first kept row / column
+    kept = block[:, y0 * step - rows.start :: step, x0 * step - cols.start :: step]
+    out[:, y0 : y0 + kept.shape[1], x0 : x0 + kept.shape[2]] = kept
 
 
 def stretch(
@@ -141,8 +159,7 @@ def write_quicklook(
     gap = np.full((after_rgb.shape[0], 8, 3), 255, dtype=np.uint8)
     panels = [before_rgb, gap, after_rgb]
     if provenance is not None:
-        step = max(1, math.ceil(max(after.shape[-2:]) / max_size))
-        classes = np.nan_to_num(decimate(provenance, step)[0])
+        classes = np.nan_to_num(decimate(provenance, panel_step(after.shape, max_size))[0])
         panels += [gap, PROVENANCE_COLOURS[np.clip(classes, 0, 3).astype(np.intp)]]
     path = Path(path)
     part = path.with_name(f".{path.name}.{os.getpid()}.part.png")
