@@ -81,10 +81,11 @@ def write_products(
         tags: provenance tags written into every COG and the item (``clearcube:<key>``).
         progress: ``progress(stage, done, total)``.
     """
-    # One after the other, the quicklook first: drawn beside GDAL's COG copy (one block row
-    # of 512 px windows each) the two set the client's peak at every region over 512 px, so
-    # the peak grew from a small region to a large one (+20 % at 288 -> 1,152 px, -> +11 %
-    # serial, for ~0.3 s at the demo's size; benchmarks/RESULTS.md, "Session 13").
+    # One after the other, the quicklook first. Drawn beside GDAL's COG copy, the two working
+    # sets (a few 512 px windows each) added up in the client: peak 134 -> 103 MiB over base
+    # at 1,152 px, client growth from 288 to 1,152 px +20 % -> +13 %. The one-pass quicklook
+    # (0.95 -> 0.65 s) keeps the stage at the concurrent version's time (1.5 s at 1,152 px;
+    # benchmarks/RESULTS.md, "Session 13").
     quicklook, report = _quicklook_and_report(store, cube_path, selection, out)
     cogs = write_mosaic_cogs(
         store, out, tags=tags,
