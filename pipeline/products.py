@@ -86,6 +86,7 @@ def write_products(
     # at 1,152 px, client growth from 288 to 1,152 px +20 % -> +13 %. The one-pass quicklook
     # (0.95 -> 0.65 s) keeps the stage at the concurrent version's time (1.5 s at 1,152 px;
     # benchmarks/RESULTS.md, "Session 13").
+    out.mkdir(parents=True, exist_ok=True)
     quicklook, report = _quicklook_and_report(store, cube_path, selection, out)
     cogs = write_mosaic_cogs(
         store, out, tags=tags,
@@ -159,6 +160,11 @@ def _quicklook_and_report(
     # the cloudiest candidate that still shows some ground: what the composite replaced
     before = ds["s2"].isel(time=chosen[least_clear(clear, min_clear=0.05)]).astype("float32")
     before = before / DN_PER_REFLECTANCE  # the store holds reflectance, the cube DN
+    if tuple(before.shape) != tuple(composite.shape):  # the panels below are decimated already
+        raise BadInputError(
+            f"cube date {tuple(before.shape)} and mosaic {tuple(composite.shape)} differ; "
+            "make the mosaic store from this cube (spec_for_cube)"
+        )
     before_rgb = decimate(_OnThreads(before), step, rgb)
     # the panels are decimated already: the writer draws them at step 1
     quicklook = write_quicklook(

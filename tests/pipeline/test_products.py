@@ -66,7 +66,8 @@ def test_one_pass_quicklook_and_report_equal_whole_array_oracles(
 ) -> None:
     """The one-pass panels and counts equal the same computed on whole arrays in numpy.
 
-    Chunks of 16 or 20 px with steps of 2 to 9 put windows off the panel's ``::step`` grid.
+    The fixture is 74 px a side: chunks of 16 or 20 px with steps of 11 (``max_size=7``) and 7
+    (``max_size=12``) put windows off the panel's ``::step`` grid, the last one shorter than a step.
     """
     from clearcube.pipeline.products import _quicklook_and_report
     from clearcube.pipeline.provenance import PROVENANCE, provenance_classes
@@ -135,3 +136,48 @@ def test_the_quicklook_reads_the_cube_on_the_client_not_the_cluster(
     assert [t["key"] for t in on_cluster.data] == []  # no window went through a worker
     assert run.read_bytes() == alone.read_bytes() and run.stat().st_size > 0
     assert report["overall"]
+
+
+def _cube_and_store(tmp_path: Path, scenes: dict[str, pystac.Item]):  # -> (cube path, store)
+    cube = load_cube(
+        [scenes["d0a"], scenes["d1"], scenes["d2"]], None, bbox=inner_bbox(600), s2_assets=RGB,
+        chunks=32,
+    )  # fmt: skip
+    write_cube(cube, tmp_path / "cube.zarr", region_size=64)
+    return tmp_path / "cube.zarr", _store(tmp_path, tmp_path / "cube.zarr")
+
+
+def test_write_products_makes_its_folder(tmp_path: Path, scenes: dict[str, pystac.Item]) -> None:
+    """The quicklook is written first now; the folder must exist before it (it did not)."""
+    from clearcube.pipeline.products import write_products
+
+    cube_path, store = _cube_and_store(tmp_path, scenes)
+    selection = _selection(open_cube(cube_path)["time"].values)
+    out = tmp_path / "new" / "run"
+    products = write_products(
+        store, cube_path, selection, out, start="2024-05-01", end="2024-07-31", tags={},
+        progress=lambda stage, done, total: None,
+    )  # fmt: skip
+    assert products.quicklook.parent == out and products.quicklook.stat().st_size > 0
+    assert products.composite.exists() and products.item_path.exists()
+
+
+def test_a_store_from_another_grid_is_refused(
+    tmp_path: Path, scenes: dict[str, pystac.Item]
+) -> None:
+    """Decimated panels cannot tell a 1-px grid difference; the full shapes are compared first."""
+    from clearcube.errors import BadInputError
+    from clearcube.pipeline.products import _quicklook_and_report
+
+    cube_path, _ = _cube_and_store(tmp_path, scenes)
+    other = load_cube(
+        [scenes["d0a"], scenes["d1"], scenes["d2"]], None, bbox=inner_bbox(590), s2_assets=RGB,
+        chunks=32,
+    )  # fmt: skip
+    (tmp_path / "o").mkdir()
+    write_cube(other, tmp_path / "o" / "cube.zarr", region_size=64)
+    store = _store(tmp_path / "o", tmp_path / "o" / "cube.zarr")
+    assert store.array("composite").shape != open_cube(cube_path)["s2"].shape[1:]
+    selection = _selection(open_cube(cube_path)["time"].values)
+    with pytest.raises(BadInputError, match="differ; make the mosaic store from this cube"):
+        _quicklook_and_report(store, cube_path, selection, tmp_path, max_size=8)
