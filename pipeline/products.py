@@ -25,13 +25,13 @@ from clearcube.pipeline.dates import DateSelection
 from clearcube.pipeline.mosaic import MosaicStore
 from clearcube.pipeline.provenance import PROVENANCE, provenance_classes
 from clearcube.pipeline.quicklook import (
-    TRUE_COLOUR,
     decimate,
     decimate_into,
     decimated_empty,
     least_clear,
     panel_step,
-    write_quicklook,
+    true_colour_bands,
+    write_panels,
 )
 from clearcube.pipeline.stac_item import build_stac_item, write_stac_item
 
@@ -132,12 +132,23 @@ def _quicklook_and_report(
     pixels are valid for the provenance classes, which go to the third panel and into the
     report's counts. Three passes (panel, provenance panel, report) took 0.5 s at 1,152 px.
     """
-    names = list(store.spec.bands)
-    missing = [b for b in TRUE_COLOUR if b not in names]
-    if missing:
-        raise BadInputError(f"true colour needs bands {missing}, the mosaic has {names}")
-    rgb = [names.index(b) for b in TRUE_COLOUR]
+    rgb = true_colour_bands(store.spec.bands)
     composite, layers = store.array("composite"), store.array("provenance")
+    ds = open_cube(cube_path)
+    chosen = list(selection.indices)
+    # The clear fractions the mask stage measured (else measured here, window by window). The
+    # "before" panel stays lazy, so the quicklook reads only its decimated pixels, never a date.
+    clear = np.asarray(
+        selection.measured or clear_fractions(zarr.open_group(cube_path, mode="r"), chosen)
+    )
+    # the cloudiest candidate that still shows some ground: what the composite replaced
+    before = ds["s2"].isel(time=chosen[least_clear(clear, min_clear=0.05)]).astype("float32")
+    before = before / DN_PER_REFLECTANCE  # the store holds reflectance, the cube DN
+    if tuple(before.shape) != tuple(composite.shape):  # decimated panels could not tell
+        raise BadInputError(
+            f"cube date {tuple(before.shape)} and mosaic {tuple(composite.shape)} differ; "
+            "make the mosaic store from this cube (spec_for_cube)"
+        )
     height, width = tuple(composite.shape)[1:]
     step = panel_step((height, width), max_size)
     after = decimated_empty(len(rgb), height, width, step)
@@ -150,27 +161,9 @@ def _quicklook_and_report(
         del window
         decimate_into(panel, classes[None], rows, cols, step)
         counts.add(classes, rows, cols)
-    ds = open_cube(cube_path)
-    chosen = list(selection.indices)
-    # The clear fractions the mask stage measured (else measured here, window by window). The
-    # "before" panel stays lazy, so the quicklook reads only its decimated pixels, never a date.
-    clear = np.asarray(
-        selection.measured or clear_fractions(zarr.open_group(cube_path, mode="r"), chosen)
+    quicklook = write_panels(
+        decimate(_OnThreads(before), step, rgb), after, out / "quicklook.png", provenance=panel[0]
     )
-    # the cloudiest candidate that still shows some ground: what the composite replaced
-    before = ds["s2"].isel(time=chosen[least_clear(clear, min_clear=0.05)]).astype("float32")
-    before = before / DN_PER_REFLECTANCE  # the store holds reflectance, the cube DN
-    if tuple(before.shape) != tuple(composite.shape):  # the panels below are decimated already
-        raise BadInputError(
-            f"cube date {tuple(before.shape)} and mosaic {tuple(composite.shape)} differ; "
-            "make the mosaic store from this cube (spec_for_cube)"
-        )
-    before_rgb = decimate(_OnThreads(before), step, rgb)
-    # the panels are decimated already: the writer draws them at step 1
-    quicklook = write_quicklook(
-        before_rgb, after, list(TRUE_COLOUR), out / "quicklook.png", max_size=max(after.shape),
-        provenance=panel,
-    )  # fmt: skip
     return quicklook, counts.report()
 
 

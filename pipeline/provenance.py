@@ -39,8 +39,9 @@ def provenance_classes(layers: np.ndarray, valid: np.ndarray | None = None) -> n
     """``(h, w)`` float32 class 1..3 from blended ``layers (3, h, w)``; NaN where not valid.
 
     A pixel is valid when its layers carry weight and ``valid`` (e.g. a finite composite) holds.
-    The layers are stored as float32 and only compared, so the work stays in float32 (the COG
-    stage runs this on 512 px windows beside GDAL's copy: float64 copies were 12 MB a window).
+    The layers are stored as float32 and only compared, so the work stays in float32 (the
+    products stage runs this on every 512 px window, for the quicklook and for the provenance
+    COG: float64 copies were 12 MB a window).
     """
     layers = np.nan_to_num(np.asarray(layers, dtype=np.float32), nan=0.0)
     classes: np.ndarray = np.argmax(layers, axis=0).astype(np.float32)

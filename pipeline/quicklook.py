@@ -24,7 +24,7 @@ from clearcube.pipeline.tiles import window_grid
 
 __all__ = [
     "TRUE_COLOUR", "cloudiest_date", "decimate", "decimate_into", "decimated_empty", "least_clear",
-    "panel_step", "stretch", "true_colour", "write_quicklook",
+    "panel_step", "stretch", "true_colour", "true_colour_bands", "write_panels", "write_quicklook",
 ]  # fmt: skip
 
 TRUE_COLOUR: tuple[str, str, str] = ("B04", "B03", "B02")
@@ -60,11 +60,20 @@ def least_clear(clear: np.ndarray, *, min_clear: float = 0.0) -> int:
 
 def true_colour(image: Any, band_names: Sequence[str], *, max_size: int = 1024) -> np.ndarray:
     """``(3, h, w)`` float red/green/blue of ``image (band, y, x)``, decimated to ``max_size``."""
+    return decimate(image, panel_step(image.shape, max_size), true_colour_bands(band_names))
+
+
+def true_colour_bands(band_names: Sequence[str]) -> list[int]:
+    """Positions of red, green and blue (:data:`TRUE_COLOUR`) in ``band_names``.
+
+    Raises:
+        BadInputError: when one of them is missing.
+    """
     names = list(band_names)
     missing = [b for b in TRUE_COLOUR if b not in names]
     if missing:
         raise BadInputError(f"true colour needs bands {missing}, the image has {names}")
-    return decimate(image, panel_step(image.shape, max_size), [names.index(b) for b in TRUE_COLOUR])
+    return [names.index(b) for b in TRUE_COLOUR]
 
 
 def panel_step(shape: Sequence[int], max_size: int = 1024) -> int:
@@ -152,14 +161,39 @@ def write_quicklook(
     """
     if tuple(before.shape) != tuple(after.shape):
         raise BadInputError(f"before {before.shape} and after {after.shape} differ; pass one grid")
-    after_rgb, limits = stretch(
-        true_colour(after, band_names, max_size=max_size), percentiles=percentiles
-    )
-    before_rgb, _ = stretch(true_colour(before, band_names, max_size=max_size), limits)
-    gap = np.full((after_rgb.shape[0], 8, 3), 255, dtype=np.uint8)
-    panels = [before_rgb, gap, after_rgb]
+    classes = None
     if provenance is not None:
-        classes = np.nan_to_num(decimate(provenance, panel_step(after.shape, max_size))[0])
+        classes = decimate(provenance, panel_step(after.shape, max_size))[0]
+    return write_panels(
+        true_colour(before, band_names, max_size=max_size),
+        true_colour(after, band_names, max_size=max_size),
+        path, percentiles=percentiles, provenance=classes,
+    )  # fmt: skip
+
+
+def write_panels(
+    before_rgb: np.ndarray,
+    after_rgb: np.ndarray,
+    path: str | Path,
+    *,
+    percentiles: tuple[float, float] = (2, 98),
+    provenance: np.ndarray | None = None,
+) -> Path:
+    """Write :func:`write_quicklook`'s PNG from panels already decimated; return its path.
+
+    Args:
+        before_rgb: ``(3, h, w)`` red/green/blue of the cloudy input.
+        after_rgb: ``(3, h, w)`` red/green/blue of the composite (its stretch is shared).
+        path: the PNG to write (replaced atomically).
+        percentiles: stretch limits taken from the composite.
+        provenance: ``(h, w)`` classes (0/NaN nodata, 1 observed, 2 fused, 3 generated).
+    """
+    after_png, limits = stretch(after_rgb, percentiles=percentiles)
+    before_png, _ = stretch(before_rgb, limits)
+    gap = np.full((after_png.shape[0], 8, 3), 255, dtype=np.uint8)
+    panels = [before_png, gap, after_png]
+    if provenance is not None:
+        classes = np.nan_to_num(provenance)
         panels += [gap, PROVENANCE_COLOURS[np.clip(classes, 0, 3).astype(np.intp)]]
     path = Path(path)
     part = path.with_name(f".{path.name}.{os.getpid()}.part.png")
