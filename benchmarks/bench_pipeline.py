@@ -26,10 +26,12 @@ running the same tile tasks in a loop; prints the ratio per core.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import math
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +42,78 @@ def _rss() -> int:
     import psutil
 
     return int(psutil.Process().memory_info().rss)
+
+
+def _worker_env_patch(env: dict[str, int | str], *, replace_malloc: bool = False) -> Any:
+    """A stand-in for ``clearcube.deploy.config.dask_config``: the shipped settings with ``env``
+    added to the workers' environment, after dropping the shipped ``MALLOC_*`` if
+    ``replace_malloc`` (then distributed's own default, trim at 64 KiB, applies unless ``env``
+    sets it)."""
+    import clearcube.deploy.config as config
+
+    shipped = config.dask_config
+
+    def patched() -> dict[str, Any]:
+        cfg = shipped()
+        spawn = cfg["distributed"]["nanny"]["pre-spawn-environ"]
+        if replace_malloc:
+            spawn = {k: v for k, v in spawn.items() if not k.startswith("MALLOC_")}
+        cfg["distributed"]["nanny"]["pre-spawn-environ"] = {**spawn, **env}
+        return cfg
+
+    return patched
+
+
+def _parse_env(pairs: list[str]) -> dict[str, int | str]:
+    env: dict[str, int | str] = {}
+    for pair in pairs:
+        key, _, value = pair.partition("=")
+        env[key] = int(value) if value.isdigit() else value
+    return env
+
+
+def _trim_after_inference(client: Any) -> None:
+    """Register a worker plugin that calls glibc's ``malloc_trim(0)`` after each inference task."""
+    from distributed import WorkerPlugin
+    from distributed.utils import key_split
+
+    class TrimAfterInference(WorkerPlugin):  # type: ignore[misc]
+        name = "trim-after-inference"
+
+        def setup(self, worker: Any) -> None:
+            import ctypes
+
+            self.libc = ctypes.CDLL("libc.so.6")
+
+        def transition(self, key: Any, start: str, finish: str, **kwargs: Any) -> None:
+            if finish == "memory" and key_split(key) == "infer_tiles":
+                self.libc.malloc_trim(0)
+
+    client.register_plugin(TrimAfterInference())
+
+
+@contextlib.contextmanager
+def _worker_peaks(client: Any) -> Iterator[dict[str, int]]:
+    """Every worker's peak RSS (bytes, by address) while the block runs, sampled every 0.25 s."""
+    peaks: dict[str, int] = {}
+    stop = threading.Event()
+
+    def sample() -> None:
+        while not stop.is_set():
+            try:
+                for addr, rss in client.run(_rss).items():
+                    peaks[addr] = max(peaks.get(addr, 0), rss)
+            except Exception:  # a worker between tasks or restarting: next sample
+                pass
+            stop.wait(0.25)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    try:
+        yield peaks
+    finally:
+        stop.set()
+        sampler.join()
 
 
 def _inner_box(
@@ -92,6 +166,10 @@ def memory(args: argparse.Namespace) -> None:
             cmd += ["--checkpoint", args.checkpoint]
         if args.default_malloc:
             cmd += ["--default-malloc"]
+        if args.trim_after_task:
+            cmd += ["--trim-after-task"]
+        for pair in args.worker_env:
+            cmd += ["--worker-env", pair]
         done = subprocess.run(cmd, check=True, capture_output=True, text=True)
         row = json.loads(done.stdout.strip().splitlines()[-1])
         rows.append(row)
@@ -118,6 +196,10 @@ def memory_one(args: argparse.Namespace) -> None:
 
     if not args.default_malloc:
         stream_large_blocks()  # as `clearcube run` / `clearcube demo` do at start-up
+    if args.worker_env:
+        import clearcube.deploy.config as config
+
+        config.dask_config = _worker_env_patch(_parse_env(args.worker_env))  # type: ignore[assignment]
     west, south = DEMO_BBOX[0] + 0.002, DEMO_BBOX[1] + 0.002
     edge_m = args.edge * 10.0
     bbox = (west, south, west + edge_m / (111_320 * math.cos(math.radians(south))),
@@ -127,29 +209,17 @@ def memory_one(args: argparse.Namespace) -> None:
         local_cluster(n_workers=2, gpu=False, dashboard_address=None) as client,
     ):
         client.wait_for_workers(2)
-        peaks: dict[str, int] = {}
-        stop = threading.Event()
-
-        def sample() -> None:
-            while not stop.is_set():
-                try:
-                    for addr, rss in client.run(_rss).items():
-                        peaks[addr] = max(peaks.get(addr, 0), rss)
-                except Exception:  # a worker between tasks or restarting: next sample
-                    pass
-                stop.wait(0.25)
-
-        sampler = threading.Thread(target=sample, daemon=True)
-        sampler.start()
+        if args.trim_after_task:
+            _trim_after_inference(client)
         t0 = time.perf_counter()
         extra = {"checkpoint": args.checkpoint} if args.checkpoint else {}
-        result = composite(
-            bbox, "2024-05-01", "2024-07-31", Path(tmp) / "out", steps=args.steps,
-            tile=args.tile, overlap=args.overlap, dates=args.dates, mask=args.mask, client=client, **extra,
-        )  # fmt: skip
+        with _worker_peaks(client) as peaks:
+            result = composite(
+                bbox, "2024-05-01", "2024-07-31", Path(tmp) / "out", steps=args.steps,
+                tile=args.tile, overlap=args.overlap, dates=args.dates, mask=args.mask, client=client,
+                **extra,
+            )  # fmt: skip
         seconds = time.perf_counter() - t0
-        stop.set()
-        sampler.join()
     client_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
     print(json.dumps({
         "edge": args.edge, "tiles": result.tiles["total"], "seconds": round(seconds, 1),
@@ -160,35 +230,39 @@ def memory_one(args: argparse.Namespace) -> None:
 
 
 def malloc(args: argparse.Namespace) -> None:
-    """Inference seconds with distributed's and with clearcube's malloc settings, alternated."""
+    """Inference seconds with distributed's and with clearcube's malloc settings, alternated.
+
+    Each variant runs on its own local cluster of 2 workers given as ``client``, so the cube and
+    the masks are computed on the workers too (their faults are in the count). ``--trim-variant``
+    adds the shipped settings with a ``malloc_trim(0)`` after every inference task (a worker
+    plugin).
+    """
     import os
     import resource
 
     import clearcube.deploy.config as config
     from clearcube.catalogs.demo import DEMO_BBOX
+    from clearcube.deploy.local import local_cluster
     from clearcube.pipeline import composite
 
     shipped = config.dask_config
-    variants = {
-        "distributed (trim 64 KiB)": {"MALLOC_TRIM_THRESHOLD_": 65536},
-        "clearcube (trim 1 GiB, mmap 32 MiB)": {
-            "MALLOC_TRIM_THRESHOLD_": 1073741824, "MALLOC_MMAP_THRESHOLD_": 33554432,
-        },
+    ours: dict[str, int | str] = {
+        "MALLOC_TRIM_THRESHOLD_": 1073741824, "MALLOC_MMAP_THRESHOLD_": 33554432,
     }  # fmt: skip
+    variants: dict[str, tuple[dict[str, int | str], bool]] = {
+        "distributed (trim 64 KiB)": ({"MALLOC_TRIM_THRESHOLD_": 65536}, False),
+        "trim 1 GiB, mmap 32 MiB": (ours, False),
+        "trim 1 GiB, mmap 32 MiB, 2 arenas": ({**ours, "MALLOC_ARENA_MAX": 2}, False),
+    }
+    if args.trim_variant:
+        variants["2 arenas + malloc_trim after each task"] = ({**ours, "MALLOC_ARENA_MAX": 2}, True)
     bbox = _inner_box(DEMO_BBOX)
     times: dict[str, list[float]] = {k: [] for k in variants}
     faults: dict[str, list[float]] = {k: [] for k in variants}
+    mib: dict[str, list[int]] = {k: [] for k in variants}
     for _ in range(args.repeats):
-        for name, env in variants.items():
-
-            def patched(env: dict[str, int] = env) -> dict[str, Any]:
-                cfg = shipped()
-                spawn = cfg["distributed"]["nanny"]["pre-spawn-environ"]
-                spawn = {k: v for k, v in spawn.items() if not k.startswith("MALLOC_")}
-                cfg["distributed"]["nanny"]["pre-spawn-environ"] = {**spawn, **env}
-                return cfg
-
-            config.dask_config = patched  # type: ignore[assignment]
+        for name, (env, trim) in variants.items():
+            config.dask_config = _worker_env_patch(env, replace_malloc=True)  # type: ignore[assignment]
             # The local cluster's worker processes are this process's children: once they
             # have exited and been joined, their minor page faults are in RUSAGE_CHILDREN.
             before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_minflt
@@ -197,12 +271,19 @@ def malloc(args: argparse.Namespace) -> None:
             for key in [k for k in os.environ if k.startswith("MALLOC_")]:
                 del os.environ[key]
             try:
-                with tempfile.TemporaryDirectory() as tmp:
-                    result = composite(
-                        bbox, "2024-05-01", "2024-07-31", Path(tmp) / "out",
-                        checkpoint=args.checkpoint, steps=args.steps, tile=args.tile,
-                        overlap=args.overlap,
-                    )  # fmt: skip
+                with (
+                    tempfile.TemporaryDirectory() as tmp,
+                    local_cluster(n_workers=2, gpu=False, dashboard_address=None) as client,
+                ):
+                    client.wait_for_workers(2)
+                    if trim:
+                        _trim_after_inference(client)
+                    with _worker_peaks(client) as peaks:
+                        result = composite(
+                            bbox, "2024-05-01", "2024-07-31", Path(tmp) / "out",
+                            checkpoint=args.checkpoint, steps=args.steps, tile=args.tile,
+                            overlap=args.overlap, client=client,
+                        )  # fmt: skip
             finally:
                 config.dask_config = shipped  # type: ignore[assignment]
             per_tile = (resource.getrusage(resource.RUSAGE_CHILDREN).ru_minflt - before) / max(
@@ -210,14 +291,16 @@ def malloc(args: argparse.Namespace) -> None:
             )
             times[name].append(result.timings["inference"])
             faults[name].append(per_tile)
-            print(f"{name:<38} inference {result.timings['inference']:6.1f} s "
+            mib[name].append(round(max(peaks.values(), default=0) / 2**20))
+            print(f"{name:<40} inference {result.timings['inference']:6.1f} s "
                   f"({result.tiles['total']} tiles, {args.steps} steps), "
-                  f"{per_tile / 1e3:,.0f} k minor page faults per tile (all workers, whole run)",
-                  flush=True)  # fmt: skip
+                  f"{per_tile / 1e3:,.0f} k minor page faults per tile (all workers, whole run), "
+                  f"worker peak {mib[name][-1]} MiB", flush=True)  # fmt: skip
     for name, values in times.items():
         print(
-            f"{name:<38} best {min(values):6.1f} s  all {[round(v, 1) for v in values]}  "
-            f"faults per tile {[round(f / 1e3) for f in faults[name]]} k"
+            f"{name:<40} best {min(values):6.1f} s  all {[round(v, 1) for v in values]}  "
+            f"faults per tile {[round(f / 1e3) for f in faults[name]]} k  "
+            f"worker peaks {mib[name]} MiB"
         )
 
 
@@ -322,6 +405,18 @@ def main() -> None:
         p.add_argument(
             "--default-malloc", action="store_true",
             help="memory: leave the client on glibc's default malloc (the CLI's setting is off)",
+        )  # fmt: skip
+        p.add_argument(
+            "--worker-env", action="append", default=[], metavar="KEY=VALUE",
+            help="memory: a worker environment variable added to the shipped ones",
+        )  # fmt: skip
+        p.add_argument(
+            "--trim-after-task", action="store_true",
+            help="memory: workers call malloc_trim(0) after each inference task",
+        )  # fmt: skip
+        p.add_argument(
+            "--trim-variant", action="store_true",
+            help="malloc: a third variant, clearcube's settings plus malloc_trim after each task",
         )  # fmt: skip
         p.set_defaults(fn=fn)
     args = parser.parse_args()

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import ctypes.util
 import itertools
 import os
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -158,16 +160,64 @@ def test_worker_processes_run_with_clearcube_settings(local_client: Client) -> N
 
     assert set(local_client.run(setting).values()) == {("120s", 0.85)}
 
-    def malloc() -> tuple[str | None, str | None, str | None]:
+    def malloc() -> tuple[str | None, ...]:
         env = os.environ
         return (
             env.get("MALLOC_TRIM_THRESHOLD_"),
             env.get("MALLOC_MMAP_THRESHOLD_"),
+            env.get("MALLOC_ARENA_MAX"),
             env.get("OMP_NUM_THREADS"),
         )
 
     # compute settings reach every worker process (not distributed's 64 KiB trim)
-    assert set(local_client.run(malloc).values()) == {("1073741824", "33554432", "1")}
+    assert set(local_client.run(malloc).values()) == {("1073741824", "33554432", "2", "1")}
+
+
+@pytest.mark.integration
+@pytest.mark.skipif(
+    not sys.platform.startswith("linux") or ctypes.util.find_library("c") is None,
+    reason="glibc malloc only (Linux)",
+)
+def test_worker_malloc_arenas_are_bounded(local_client: Client) -> None:
+    """However many threads a worker runs (event loop, task, GDAL, blosc), glibc keeps <= 2 arenas.
+
+    Without a bound glibc gives each new thread its own arena (up to 8 per core), and each keeps
+    its freed memory: the workers' peak grew with the region (benchmarks/RESULTS.md, session 14).
+    """
+
+    def arenas_after_threads() -> int:
+        import ctypes
+        import ctypes.util
+        import tempfile
+        import threading
+
+        libc = ctypes.CDLL(ctypes.util.find_library("c"))
+        libc.malloc.restype = ctypes.c_void_p
+        libc.malloc.argtypes = (ctypes.c_size_t,)
+        libc.free.argtypes = (ctypes.c_void_p,)
+        libc.fopen.restype = ctypes.c_void_p
+        libc.fopen.argtypes = (ctypes.c_char_p, ctypes.c_char_p)
+        libc.fclose.argtypes = (ctypes.c_void_p,)
+        libc.malloc_info.argtypes = (ctypes.c_int, ctypes.c_void_p)
+        live = threading.Barrier(8)
+
+        def allocate() -> None:  # 8 threads that all hold a block at the same time
+            block = libc.malloc(4096)
+            live.wait()
+            libc.free(block)
+
+        threads = [threading.Thread(target=allocate) for _ in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        with tempfile.NamedTemporaryFile(suffix=".xml") as out:
+            stream = libc.fopen(out.name.encode(), b"w")
+            libc.malloc_info(0, stream)
+            libc.fclose(stream)
+            return Path(out.name).read_text().count("<heap nr=")
+
+    assert set(local_client.run(arenas_after_threads).values()) <= {1, 2}
 
 
 @pytest.mark.integration
