@@ -15,10 +15,13 @@ subprocess's ``ru_maxrss``, a thread samples every worker's RSS (psutil, via ``c
 every 0.25 s. Everything streams (cube by region, tiles one task at a time, products by window,
 the quicklook decimated), so both must stay flat. The client process takes the CLI's malloc
 setting (:mod:`clearcube.deploy.malloc`); ``--default-malloc`` leaves glibc's default.
+``memory --worker-env KEY=VALUE`` adds a variable to the workers' environment (``MALLOC_ARENA_MAX=1``),
+``--trim-after-task`` has each worker call ``malloc_trim(0)`` after every inference task.
 ``malloc``: inference of a 512 px box of the demo region, alternating the workers' glibc malloc
-settings between distributed's (``MALLOC_TRIM_THRESHOLD_=65536``) and clearcube's (1 GiB trim,
-32 MiB mmap threshold), A/B/A/B in one run on fresh local clusters; prints seconds per variant
-and the workers' minor page faults per tile (the exited workers' ``RUSAGE_CHILDREN``).
+settings: distributed's (``MALLOC_TRIM_THRESHOLD_=65536``), a 1 GiB trim with a 32 MiB mmap
+threshold, and that with two arenas (clearcube's, deploy/dask/distributed.yaml), in rounds in
+one run on fresh local clusters; prints seconds per variant, the workers' minor page faults per
+tile (the exited workers' ``RUSAGE_CHILDREN``) and their peak RSS.
 ``overhead``: the same box's inference through the pipeline's cluster against one process
 running the same tile tasks in a loop; prints the ratio per core.
 """
