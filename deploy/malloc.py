@@ -8,6 +8,10 @@ threshold rises to the largest block freed so far (up to 32 MiB), after which th
 from the threads' arenas; freed, they stay there as fragments, and the client's peak grew with
 the region: +46 % from 288 to 1,152 px. Serving every block of 1 MiB or more from its own
 mapping (returned to the kernel on ``free``) made it +15–19 % (benchmarks/RESULTS.md, session 12).
+The smaller blocks still land in one arena per thread, each keeping what its thread freed; two
+arenas for the whole process took the client's peak 10–20 MiB lower at every size, growth
++11–12 % instead of +13–15 %, stage times unchanged (session 14). The workers get the same bound
+from their environment (``MALLOC_ARENA_MAX``).
 
 The setting is process-wide and stays for the life of the process, so the library never makes
 it behind a caller's back: ``clearcube run`` and ``clearcube demo`` apply it at start-up (not the
@@ -22,18 +26,26 @@ import ctypes
 import ctypes.util
 import logging
 
-__all__ = ["CLIENT_MMAP_THRESHOLD", "stream_large_blocks"]
+__all__ = ["CLIENT_ARENAS", "CLIENT_MMAP_THRESHOLD", "stream_large_blocks"]
 
 log = logging.getLogger(__name__)
 
 CLIENT_MMAP_THRESHOLD = 1 << 20
 """Blocks of this many bytes or more get their own mapping in the client (1 MiB)."""
 
-_M_MMAP_THRESHOLD = -3  # glibc's malloc.h parameter number
+CLIENT_ARENAS = 2
+"""glibc arenas the client's threads share (glibc's default: 8 per core)."""
+
+_M_MMAP_THRESHOLD = -3  # glibc's malloc.h parameter numbers
+_M_ARENA_MAX = -8
 
 
-def stream_large_blocks(threshold: int = CLIENT_MMAP_THRESHOLD) -> bool:
-    """Have glibc serve blocks of ``threshold`` bytes or more from fresh mappings.
+def stream_large_blocks(
+    threshold: int = CLIENT_MMAP_THRESHOLD, arenas: int = CLIENT_ARENAS
+) -> bool:
+    """Have glibc map blocks of ``threshold`` bytes or more afresh, the rest from ``arenas`` arenas.
+
+    Threads that already have an arena keep it, so call this first thing, before the threads.
 
     Returns False, changing nothing, where the C library is not glibc (musl, macOS): there the
     allocator's own policy stays.
@@ -48,4 +60,4 @@ def stream_large_blocks(threshold: int = CLIENT_MMAP_THRESHOLD) -> bool:
         return False
     mallopt.argtypes = (ctypes.c_int, ctypes.c_int)
     mallopt.restype = ctypes.c_int
-    return bool(mallopt(_M_MMAP_THRESHOLD, threshold))
+    return bool(mallopt(_M_MMAP_THRESHOLD, threshold)) and bool(mallopt(_M_ARENA_MAX, arenas))

@@ -137,7 +137,8 @@ def _run(args: argparse.Namespace, **where: Any) -> int:
     from clearcube.deploy.malloc import stream_large_blocks
     from clearcube.pipeline import composite
 
-    # This process streams the region (the model runs in the workers): keep its heap flat.
+    # This process streams the region (the model runs in the workers): keep its heap flat
+    # (large blocks mapped afresh, two arenas; deploy/malloc.py).
     stream_large_blocks()
     if args.verbose < 2:  # the cluster's start-up chatter hides the progress bars
         logging.getLogger("distributed").setLevel(logging.WARNING)

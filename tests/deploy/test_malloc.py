@@ -40,15 +40,62 @@ libc.free(block)
 """
 
 
+ARENAS = r"""
+import ctypes, ctypes.util, sys, tempfile, threading
+from pathlib import Path
+
+libc = ctypes.CDLL(ctypes.util.find_library("c"))
+libc.malloc.restype = ctypes.c_void_p
+libc.malloc.argtypes = (ctypes.c_size_t,)
+libc.free.argtypes = (ctypes.c_void_p,)
+libc.fopen.restype = ctypes.c_void_p
+libc.fopen.argtypes = (ctypes.c_char_p, ctypes.c_char_p)
+libc.fclose.argtypes = (ctypes.c_void_p,)
+libc.malloc_info.argtypes = (ctypes.c_int, ctypes.c_void_p)
+if sys.argv[1] == "set":
+    from clearcube.deploy.malloc import stream_large_blocks
+    assert stream_large_blocks()
+live = threading.Barrier(8)
+
+def allocate():  # 8 threads holding a small block at the same time
+    block = libc.malloc(4096)
+    live.wait()
+    libc.free(block)
+
+threads = [threading.Thread(target=allocate) for _ in range(8)]
+for t in threads:
+    t.start()
+for t in threads:
+    t.join()
+with tempfile.NamedTemporaryFile(suffix=".xml") as out:
+    stream = libc.fopen(out.name.encode(), b"w")
+    libc.malloc_info(0, stream)
+    libc.fclose(stream)
+    print(Path(out.name).read_text().count("<heap nr="))
+"""
+
+
+def _glibc_env() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}
+
+
+def _arenas(mode: str) -> int:
+    out = subprocess.run(
+        [sys.executable, "-c", ARENAS, mode],
+        capture_output=True, text=True, check=True, env=_glibc_env(),
+    ).stdout  # fmt: skip
+    return int(out.strip().splitlines()[-1])
+
+
 def _mapped(mode: str) -> int:
     # glibc reads MALLOC_* at start-up; distributed's nanny puts its workers' settings into the
     # parent's environment (os.environ.update), so a test run after a local cluster inherits
     # them: a 1 GiB trim threshold keeps the freed 24 MiB at the heap's top, where the 3 MiB
     # block is then carved whatever the mmap threshold. Start the probe with glibc's defaults.
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}
     out = subprocess.run(
-        [sys.executable, "-c", PROBE, mode], capture_output=True, text=True, check=True, env=env
-    ).stdout
+        [sys.executable, "-c", PROBE, mode],
+        capture_output=True, text=True, check=True, env=_glibc_env(),
+    ).stdout  # fmt: skip
     return int(json.loads(out.strip().splitlines()[-1])["mapped"])
 
 
@@ -59,3 +106,12 @@ def _mapped(mode: str) -> int:
 def test_large_blocks_get_their_own_mapping_once_set() -> None:
     assert _mapped("default") == 0  # the raised adaptive threshold: from the heap
     assert _mapped("set") >= 3 << 20  # its own mapping, handed back to the kernel on free
+
+
+@pytest.mark.skipif(
+    not sys.platform.startswith("linux") or ctypes.util.find_library("c") is None,
+    reason="glibc malloc only (Linux)",
+)
+def test_client_threads_share_at_most_two_arenas_once_set() -> None:
+    assert _arenas("default") > 2  # glibc: a new arena for each new thread, up to 8 per core
+    assert _arenas("set") <= 2
