@@ -185,39 +185,15 @@ def test_worker_malloc_arenas_are_bounded(local_client: Client) -> None:
     its freed memory: the workers' peak grew with the region (benchmarks/RESULTS.md, session 14).
     """
 
-    def arenas_after_threads() -> int:
-        import ctypes
-        import ctypes.util
-        import tempfile
-        import threading
+    import arenas
+    import cloudpickle
 
-        libc = ctypes.CDLL(ctypes.util.find_library("c"))
-        libc.malloc.restype = ctypes.c_void_p
-        libc.malloc.argtypes = (ctypes.c_size_t,)
-        libc.free.argtypes = (ctypes.c_void_p,)
-        libc.fopen.restype = ctypes.c_void_p
-        libc.fopen.argtypes = (ctypes.c_char_p, ctypes.c_char_p)
-        libc.fclose.argtypes = (ctypes.c_void_p,)
-        libc.malloc_info.argtypes = (ctypes.c_int, ctypes.c_void_p)
-        live = threading.Barrier(8)
-
-        def allocate() -> None:  # 8 threads that all hold a block at the same time
-            block = libc.malloc(4096)
-            live.wait()
-            libc.free(block)
-
-        threads = [threading.Thread(target=allocate) for _ in range(8)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        with tempfile.NamedTemporaryFile(suffix=".xml") as out:
-            stream = libc.fopen(out.name.encode(), b"w")
-            libc.malloc_info(0, stream)
-            libc.fclose(stream)
-            return Path(out.name).read_text().count("<heap nr=")
-
-    assert set(local_client.run(arenas_after_threads).values()) <= {1, 2}
+    cloudpickle.register_pickle_by_value(arenas)  # the workers cannot import the tests' modules
+    try:
+        counts = set(local_client.run(arenas.arenas_after_threads).values())
+    finally:
+        cloudpickle.unregister_pickle_by_value(arenas)
+    assert counts <= {1, 2}
 
 
 @pytest.mark.integration

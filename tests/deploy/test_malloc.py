@@ -11,6 +11,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -40,48 +41,13 @@ libc.free(block)
 """
 
 
-ARENAS = r"""
-import ctypes, ctypes.util, sys, tempfile, threading
-from pathlib import Path
-
-libc = ctypes.CDLL(ctypes.util.find_library("c"))
-libc.malloc.restype = ctypes.c_void_p
-libc.malloc.argtypes = (ctypes.c_size_t,)
-libc.free.argtypes = (ctypes.c_void_p,)
-libc.fopen.restype = ctypes.c_void_p
-libc.fopen.argtypes = (ctypes.c_char_p, ctypes.c_char_p)
-libc.fclose.argtypes = (ctypes.c_void_p,)
-libc.malloc_info.argtypes = (ctypes.c_int, ctypes.c_void_p)
-if sys.argv[1] == "set":
-    from clearcube.deploy.malloc import stream_large_blocks
-    assert stream_large_blocks()
-live = threading.Barrier(8)
-
-def allocate():  # 8 threads holding a small block at the same time
-    block = libc.malloc(4096)
-    live.wait()
-    libc.free(block)
-
-threads = [threading.Thread(target=allocate) for _ in range(8)]
-for t in threads:
-    t.start()
-for t in threads:
-    t.join()
-with tempfile.NamedTemporaryFile(suffix=".xml") as out:
-    stream = libc.fopen(out.name.encode(), b"w")
-    libc.malloc_info(0, stream)
-    libc.fclose(stream)
-    print(Path(out.name).read_text().count("<heap nr="))
-"""
-
-
 def _glibc_env() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")}
 
 
 def _arenas(mode: str) -> int:
     out = subprocess.run(
-        [sys.executable, "-c", ARENAS, mode],
+        [sys.executable, str(Path(__file__).with_name("arenas.py")), mode],
         capture_output=True, text=True, check=True, env=_glibc_env(),
     ).stdout  # fmt: skip
     return int(out.strip().splitlines()[-1])
