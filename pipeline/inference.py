@@ -31,6 +31,7 @@ from clearcube.model.data.normalize import s1_to_model, s2_from_model, s2_to_mod
 from clearcube.model.fill import SamplerName, fill_gaps
 from clearcube.model.noise import CoordinateNoise
 from clearcube.model.precision import InferenceNetwork, Precision
+from clearcube.pipeline.cube_masks import VALID_ATTR
 from clearcube.pipeline.dates import choose_tile_dates, first_clear
 from clearcube.pipeline.mosaic import MosaicStore
 from clearcube.pipeline.provenance import provenance_layers
@@ -114,16 +115,29 @@ class TileOutcome:
 
 
 def read_tile_inputs(
-    cube_path: str, tile: Tile, dates: tuple[int, ...]
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Read one tile window of the chosen dates from the cube store.
+    cube_path: str, tile: Tile, dates: tuple[int, ...], *, max_dates: int
+) -> tuple[tuple[int, ...], TileInputs, np.ndarray]:
+    """Read one tile window from the cube store: the dates it fuses, their inputs, its cover.
+
+    The tile's dates are chosen (:func:`~clearcube.pipeline.dates.choose_tile_dates`) from
+    every candidate's ``valid`` and ``cloud`` masks, which the mask stage wrote; the 13 bands
+    and the SAR are then read for the chosen dates only (demo cube, 9 candidates, 3 fused:
+    benchmarks/RESULTS.md).
 
     Returns:
-        ``s2 (L, 13, h, w)`` uint16 DN, ``s1 (L, 2, h, w)`` float32 dB (NaN: no SAR),
-        ``known (L, h, w)`` bool (True = clear and observed).
+        ``(picked, inputs, covered)``: positions into ``dates`` of the fused dates; their
+        ``s2 (L, 13, h, w)`` uint16 DN, ``s1 (L, 2, h, w)`` float32 dB (NaN: no SAR) and
+        ``known (L, h, w)`` (clear and observed, each pixel in its first such date only,
+        :func:`~clearcube.pipeline.dates.first_clear`); ``covered (h, w)``: some candidate
+        observed the pixel (every band > 0).
     """
     group = zarr.open_group(cube_path, mode="r")
-    index = np.asarray(dates, dtype=np.int64)
+    missing = sorted(set(dates) - set(group.attrs.get(VALID_ATTR) or []))  # type: ignore[arg-type]
+    if missing:
+        raise ValueError(
+            f"{cube_path}: dates {missing} have no recorded validity; run the mask stage "
+            "(clearcube.pipeline.cube_masks.mask_and_choose) on this cube first"
+        )
     rows, cols = tile.window
 
     def pick(name: str, selection: tuple[Any, ...]) -> np.ndarray:
@@ -131,11 +145,16 @@ def read_tile_inputs(
         assert isinstance(array, zarr.Array), f"{cube_path}/{name} is not an array"
         return np.asarray(array.get_orthogonal_selection(selection))
 
-    s2 = pick("s2", (index, slice(None), rows, cols))
-    s1 = pick("s1", (index, slice(None), rows, cols))
-    cloud = pick("cloud", (index, rows, cols)).astype(bool)
-    known = ~cloud & np.all(s2 > 0, axis=1)  # DN 0 is nodata
-    return s2, s1.astype(np.float32), known
+    index = np.asarray(dates, dtype=np.int64)
+    valid = pick("valid", (index, rows, cols)).astype(bool)
+    known = valid & ~pick("cloud", (index, rows, cols)).astype(bool)
+    picked = choose_tile_dates(known, max_dates=max_dates)
+    fused = index[list(picked)]
+    s2 = pick("s2", (fused, slice(None), rows, cols))
+    s1 = pick("s1", (fused, slice(None), rows, cols)).astype(np.float32)
+    inputs = TileInputs(s2, s1, first_clear(known[list(picked)]), tile)
+    covered = np.asarray(valid.any(axis=0))
+    return picked, inputs, covered
 
 
 @functools.lru_cache(maxsize=2)
@@ -393,16 +412,15 @@ def _tiles_per_call(spec: ModelSpec, n: int) -> int:
 
 def _infer_group(
     jobs: tuple[TileJob, ...],
-) -> list[tuple[TileJob, list[int], Any, Any]]:
+) -> list[tuple[TileJob, tuple[int, ...], Any, Any]]:
     """Read, sample and write ``jobs``: ``(job, picked dates, seen, covered)`` per tile."""
     chosen, covered = [], []
     for job in jobs:
-        s2, s1, known = read_tile_inputs(job.cube, job.tile, job.dates)
-        covered.append(np.any(np.all(s2 > 0, axis=1), axis=0))
-        picked = list(choose_tile_dates(known, max_dates=job.max_dates))
-        chosen.append((picked, TileInputs(s2[picked], s1[picked], first_clear(known[picked]),
-                                          job.tile)))  # fmt: skip
-        del s2, s1, known
+        picked, inputs, cover = read_tile_inputs(
+            job.cube, job.tile, job.dates, max_dates=job.max_dates
+        )
+        chosen.append((picked, inputs))
+        covered.append(cover)
     results = sample_tiles([item for _, item in chosen], jobs[0].model)
     outcomes = []
     for job, (picked, item), cover, (composite, spread) in zip(

@@ -167,3 +167,49 @@ def test_tile_clear_fractions_survive_a_reopen_so_a_resume_reports_them(tmp_path
     np.testing.assert_array_equal(got[:3], [0.0, 0.5, 0.0])
     assert np.isnan(got[3:]).all()  # not computed yet
     assert [t.index for t in reopened.pending()] == [t.index for t in tiles[3:]]
+
+
+def _write_every_other_tile(path: str, start: int) -> None:
+    """One of two concurrent writers (a worker process): tiles ``start``, ``start + 2``, ..."""
+    store = open_mosaic(path, _many_tiles_spec())
+    for tile in list(store.spec.plan)[start::2]:
+        number = store.spec.plan.number(tile)
+        products = {
+            name: np.full((len(BANDS), *store.spec.plan.tile_shape), number, np.float32)
+            for name in store.spec.products
+        }
+        store.write_tile(tile, products, clear_fraction=number / len(store.spec.plan))
+
+
+def _many_tiles_spec() -> MosaicSpec:
+    return MosaicSpec(
+        plan=plan_tiles(320, 320, tile=16, overlap=4),
+        bands=BANDS,
+        fingerprint=fingerprint({"sampler": "ddim"}),
+        chunk=64,
+        crs="EPSG:32633",
+        transform=(10.0, 0.0, 500000.0, 0.0, -10.0, 5100000.0),
+    )
+
+
+def test_concurrent_workers_lose_no_tile_clear_fraction(tmp_path: Path) -> None:
+    """Two processes write interleaved tiles at once, as two workers do: every record survives.
+
+    With one Zarr chunk for all tiles' clear fractions, each write rewrote the whole chunk and
+    the other process's concurrent writes were lost (hundreds of 729 here).
+    """
+    import multiprocessing
+
+    path = str(tmp_path / "m.zarr")
+    store = open_mosaic(path, _many_tiles_spec())
+    n = len(store.spec.plan)
+    context = multiprocessing.get_context("spawn")
+    writers = [context.Process(target=_write_every_other_tile, args=(path, k)) for k in (0, 1)]
+    for w in writers:
+        w.start()
+    for w in writers:
+        w.join(timeout=120)
+        assert w.exitcode == 0
+    expected = (np.arange(n) / n).astype(np.float32)  # stored as float32
+    np.testing.assert_array_equal(store.clear_fractions(), expected)
+    assert store.done().all()

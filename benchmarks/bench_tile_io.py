@@ -1,0 +1,156 @@
+"""What an inference task spends per tile outside the network: reading its inputs, writing its result.
+
+    python benchmarks/bench_tile_io.py [--cube out/demo/cube.zarr] [--repeats 3] [--threads 1,2,4]
+
+On a masked cube (default: ``clearcube demo`` is run into a temporary folder and its cube used),
+for every tile of the demo's plan (256 px, 32 px overlap) and the run's candidate dates, in
+alternated rounds in one process:
+
+``every candidate``: the read the inference task did before session 15, written out here: the
+13 bands, the SAR and the cloud mask of every candidate, then ``known = ~cloud & (every band >
+0)``, the greedy choice of dates, and the chosen dates sliced out.
+``chosen only``: :func:`clearcube.pipeline.inference.read_tile_inputs`: the stored ``valid`` and
+``cloud`` of every candidate, the choice, then the bands and SAR of the chosen dates only.
+
+Both must return the same arrays for every tile (checked, the run fails otherwise). Then the
+store write of a tile's products (:meth:`MosaicStore.write_tile`, into a scratch store), and
+``chosen only`` over a task's worth of tiles on ``--threads`` reader threads: a GPU task reads
+its whole batch before the network call, and the host's cores are idle meanwhile.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import zarr
+
+from clearcube.pipeline.dates import choose_tile_dates, first_clear
+from clearcube.pipeline.inference import read_tile_inputs, tile_products
+from clearcube.pipeline.mosaic import open_mosaic, spec_for_cube
+from clearcube.pipeline.tiles import Tile
+
+
+def read_every_candidate(
+    cube: str, tile: Tile, dates: tuple[int, ...], max_dates: int
+) -> tuple[tuple[int, ...], np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The reference: every candidate's bands read, then the chosen dates sliced out."""
+    group = zarr.open_group(cube, mode="r")
+    index = np.asarray(dates, dtype=np.int64)
+    rows, cols = tile.window
+    s2 = np.asarray(group["s2"].get_orthogonal_selection((index, slice(None), rows, cols)))  # type: ignore[union-attr]
+    s1 = np.asarray(group["s1"].get_orthogonal_selection((index, slice(None), rows, cols)))  # type: ignore[union-attr]
+    cloud = np.asarray(group["cloud"].get_orthogonal_selection((index, rows, cols)), dtype=bool)  # type: ignore[union-attr]
+    known = ~cloud & np.all(s2 > 0, axis=1)
+    picked = choose_tile_dates(known, max_dates=max_dates)
+    chosen = list(picked)
+    covered = np.any(np.all(s2 > 0, axis=1), axis=0)
+    return picked, s2[chosen], s1[chosen].astype(np.float32), first_clear(known[chosen]), covered
+
+
+def _demo_cube(tmp: Path) -> Path:
+    out = tmp / "demo"
+    clearcube = Path(sys.executable).with_name("clearcube")
+    subprocess.run([str(clearcube), "demo", "--out", str(out)], check=True, capture_output=True)
+    return out / "cube.zarr"
+
+
+def _candidates(cube: Path) -> tuple[int, ...]:
+    """Every date whose validity the mask stage recorded (the demo: its nine candidates)."""
+    from clearcube.pipeline.cube_masks import VALID_ATTR
+
+    recorded = zarr.open_group(cube, mode="r").attrs.get(VALID_ATTR) or []
+    return tuple(int(i) for i in recorded)  # type: ignore[union-attr]
+
+
+def main() -> None:
+    """Run the rounds and print per-tile figures."""
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--cube", type=Path, help="a masked cube (default: run the demo)")
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--max-dates", type=int, default=3, help="L, dates a tile fuses (demo: 3)")
+    p.add_argument("--threads", default="1,2,4", help="reader threads for the batch read")
+    p.add_argument("--batch", type=int, default=16, help="tiles per batch read (a GPU task)")
+    args = p.parse_args()
+    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores")
+    with tempfile.TemporaryDirectory() as tmp_name:
+        tmp = Path(tmp_name)
+        cube = args.cube or _demo_cube(tmp)
+        candidates = _candidates(cube)
+        spec = spec_for_cube(cube, tile=256, overlap=32, uncertainty=False, run={"bench": 1})
+        tiles = list(spec.plan)
+        print(f"cube {cube}: {len(tiles)} tiles of 256 px, {len(candidates)} candidates, "
+              f"L = {args.max_dates}")  # fmt: skip
+        for tile in tiles:  # the two reads agree on every tile
+            a = read_every_candidate(str(cube), tile, candidates, args.max_dates)
+            picked, inputs, covered = read_tile_inputs(
+                str(cube), tile, candidates, max_dates=args.max_dates
+            )
+            same = a[0] == picked and all(
+                np.array_equal(x, y)
+                for x, y in zip(a[1:], (inputs.s2, inputs.s1, inputs.known, covered), strict=True)
+            )
+            if not same:
+                raise SystemExit(f"tile {tile.index}: the two reads differ")
+        print("identical: both reads give the same dates and arrays for every tile")
+
+        times: dict[str, list[float]] = {"every candidate": [], "chosen only": []}
+        for _ in range(args.repeats):
+            for name in times:
+                t0 = time.perf_counter()
+                for tile in tiles:
+                    if name == "every candidate":
+                        read_every_candidate(str(cube), tile, candidates, args.max_dates)
+                    else:
+                        read_tile_inputs(str(cube), tile, candidates, max_dates=args.max_dates)
+                times[name].append((time.perf_counter() - t0) / len(tiles))
+        for name, values in times.items():
+            rounds = " ".join(f"{1e3 * v:.1f}" for v in values)
+            print(
+                f"read, {name:<16} ms per tile: {rounds} (median {1e3 * statistics.median(values):.1f})"
+            )
+
+        store = open_mosaic(tmp / "mosaic.zarr", spec)
+        writes = []
+        for tile in tiles:
+            _, inputs, covered = read_tile_inputs(
+                str(cube), tile, candidates, max_dates=args.max_dates
+            )
+            composite = inputs.s2[0].astype(np.float32)
+            products = tile_products(composite, np.zeros_like(composite), inputs.known, covered)
+            t0 = time.perf_counter()
+            store.write_tile(tile, {k: products[k] for k in spec.products}, clear_fraction=0.5)
+            writes.append(time.perf_counter() - t0)
+        print(f"write, per tile ms: median {1e3 * statistics.median(writes):.1f}, "
+              f"mean {1e3 * statistics.mean(writes):.1f}")  # fmt: skip
+        shutil.rmtree(tmp / "mosaic.zarr")
+
+        batch = [tiles[k % len(tiles)] for k in range(args.batch)]
+        for threads in (int(t) for t in args.threads.split(",")):
+            best = float("inf")
+            for _ in range(args.repeats):
+                t0 = time.perf_counter()
+                with ThreadPoolExecutor(threads) as pool:
+                    list(pool.map(lambda t: _read(cube, t, candidates, args.max_dates), batch))
+                best = min(best, time.perf_counter() - t0)
+            print(f"batch of {args.batch} tiles, chosen only, {threads} reader thread(s): "
+                  f"{1e3 * best / args.batch:.1f} ms per tile (best of {args.repeats})")  # fmt: skip
+
+
+def _read(cube: Path, tile: Tile, candidates: tuple[int, ...], max_dates: int) -> Any:
+    return read_tile_inputs(str(cube), tile, candidates, max_dates=max_dates)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,159 @@
+"""The inference task's tile read: dates chosen from the stored masks, bands read for those only.
+
+The oracle is the read this replaced, done here with xarray on the whole cube: every
+candidate's 13 bands and SAR, ``known = ~cloud & (every band > 0)``, the greedy choice over
+that, then the chosen dates sliced out.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import zarr
+from region_fixtures import PERIOD
+
+from clearcube import CUBE_MASK_ATTR
+from clearcube.pipeline.cube import open_cube
+from clearcube.pipeline.cube_masks import VALID_ATTR, mask_and_choose
+from clearcube.pipeline.dates import choose_tile_dates, first_clear
+from clearcube.pipeline.inference import read_tile_inputs
+from clearcube.pipeline.masking import MaskRequest
+from clearcube.pipeline.tiles import plan_tiles
+
+
+def _masked_dates(cube_path: Path) -> list[int]:
+    attrs = dict(zarr.open_group(cube_path, mode="r").attrs)
+    return sorted({int(i) for dates in dict(attrs[CUBE_MASK_ATTR]).values() for i in dates})
+
+
+def _oracle_valid(cube_path: Path) -> np.ndarray:
+    return np.asarray((open_cube(cube_path)["s2"].values > 0).all(axis=1))
+
+
+def test_mask_stage_records_validity_with_nodata(holed_cube: Path) -> None:
+    masked = _masked_dates(holed_cube)
+    stored = np.asarray(open_cube(holed_cube)["valid"].values)
+    expected = _oracle_valid(holed_cube)
+    assert not expected[masked].all(), "the fixture holds nodata"
+    np.testing.assert_array_equal(stored[masked], expected[masked])
+
+
+def test_mask_stage_records_each_masked_dates_validity(reference_run: Any) -> None:
+    cube_path = reference_run.out_dir / "cube.zarr"
+    group = zarr.open_group(cube_path, mode="r")
+    masked = _masked_dates(cube_path)
+    assert masked, "the reference run masked its dates"
+    assert sorted(group.attrs[VALID_ATTR]) == masked  # type: ignore[arg-type]
+    stored = np.asarray(open_cube(cube_path)["valid"].values)
+    np.testing.assert_array_equal(stored[masked], _oracle_valid(cube_path)[masked])
+
+
+def _copy_cube(reference_run: Any, tmp_path: Path) -> Path:
+    dest = tmp_path / "cube.zarr"
+    shutil.copytree(reference_run.out_dir / "cube.zarr", dest)
+    return dest
+
+
+def _remask(cube_path: Path) -> None:
+    """The mask stage again, with the reference run's route and period (its masks are stored)."""
+    mask_and_choose(
+        cube_path, MaskRequest(), start=PERIOD[0], end=PERIOD[1], target=None, fuse=2,
+        progress=lambda done, total: None,
+    )  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def holed_cube(reference_run: Any, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The reference cube with nodata: one band zeroed on date 0, every band on date 1.
+
+    The fixture scenes cover the whole region, so without this every pixel would be valid; the
+    two holes overlap, so some pixels are covered by neither date.
+    """
+    cube_path = _copy_cube(reference_run, tmp_path_factory.mktemp("holed"))
+    shutil.rmtree(cube_path / "valid")
+    group = zarr.open_group(cube_path, mode="r+")
+    del group.attrs[VALID_ATTR]
+    s2 = zarr.open_array(cube_path / "s2", mode="r+")
+    s2[0, 3, 10:40, 20:90] = 0
+    s2[1, :, 20:113, 0:30] = 0
+    _remask(cube_path)
+    return cube_path
+
+
+@pytest.mark.parametrize("max_dates", [1, 2])
+@pytest.mark.parametrize("order", ["as stored", "reversed"])
+@pytest.mark.parametrize("which", ["reference", "with nodata"])
+def test_tile_read_equals_reading_every_candidate(
+    reference_run: Any, holed_cube: Path, which: str, max_dates: int, order: str
+) -> None:
+    cube_path = holed_cube if which == "with nodata" else reference_run.out_dir / "cube.zarr"
+    cube = open_cube(cube_path)
+    candidates = _masked_dates(cube_path)
+    if order == "reversed":
+        candidates = candidates[::-1]
+    s2_all = cube["s2"].values[candidates]
+    s1_all = cube["s1"].values[candidates].astype(np.float32)
+    cloud_all = cube["cloud"].values[candidates].astype(bool)
+    if which == "with nodata":
+        valid_all = (s2_all > 0).all(axis=1)
+        assert not valid_all.all() and not valid_all.any(axis=0).all(), "nodata, some uncovered"
+    plan = plan_tiles(cube.sizes["y"], cube.sizes["x"], tile=48, overlap=8)  # partial edge tiles
+    for tile in plan:
+        rows, cols = tile.window
+        s2, s1 = s2_all[:, :, rows, cols], s1_all[:, :, rows, cols]
+        valid = (s2 > 0).all(axis=1)
+        known = valid & ~cloud_all[:, rows, cols]
+        expected = list(choose_tile_dates(known, max_dates=max_dates))
+
+        picked, inputs, covered = read_tile_inputs(
+            str(cube_path), tile, tuple(candidates), max_dates=max_dates
+        )
+
+        assert list(picked) == expected, tile
+        assert inputs.s2.dtype == s2.dtype and inputs.tile == tile
+        np.testing.assert_array_equal(inputs.s2, s2[expected])
+        np.testing.assert_array_equal(inputs.s1, s1[expected])
+        np.testing.assert_array_equal(inputs.known, first_clear(known[expected]))
+        np.testing.assert_array_equal(covered, valid.any(axis=0))
+
+
+def test_tile_read_refuses_dates_whose_validity_is_not_recorded(
+    reference_run: Any, tmp_path: Path
+) -> None:
+    cube_path = _copy_cube(reference_run, tmp_path)
+    group = zarr.open_group(cube_path, mode="r+")
+    recorded = list(group.attrs[VALID_ATTR])  # type: ignore[arg-type]
+    group.attrs[VALID_ATTR] = recorded[1:]
+    tile = plan_tiles(*open_cube(cube_path)["s2"].shape[-2:], tile=48, overlap=8)[0]
+    with pytest.raises(ValueError, match=rf"dates \[{recorded[0]}\] have no recorded validity"):
+        read_tile_inputs(str(cube_path), tile, tuple(recorded), max_dates=2)
+
+
+def test_mask_stage_records_validity_in_a_cube_masked_without_it(
+    reference_run: Any, tmp_path: Path
+) -> None:
+    """A cube masked before ``valid`` existed (or after a crash before it was written)."""
+    cube_path = _copy_cube(reference_run, tmp_path)
+    shutil.rmtree(cube_path / "valid")
+    group = zarr.open_group(cube_path, mode="r+")
+    del group.attrs[VALID_ATTR]
+    masked_before = dict(group.attrs[CUBE_MASK_ATTR])  # type: ignore[arg-type]
+    mask_and_choose(
+        cube_path,
+        MaskRequest(),
+        start=PERIOD[0],
+        end=PERIOD[1],
+        target=None,
+        fuse=2,
+        progress=lambda done, total: None,
+    )  # fmt: skip  (the reference run's route and period: its masks are found stored)
+    attrs = dict(zarr.open_group(cube_path, mode="r").attrs)
+    assert attrs[CUBE_MASK_ATTR] == masked_before  # the masks themselves were reused
+    masked = _masked_dates(cube_path)
+    assert sorted(attrs[VALID_ATTR]) == masked  # type: ignore[arg-type]
+    stored = np.asarray(open_cube(cube_path)["valid"].values)
+    np.testing.assert_array_equal(stored[masked], _oracle_valid(cube_path)[masked])
