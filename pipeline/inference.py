@@ -16,6 +16,7 @@ import os
 import time
 import warnings
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -410,29 +411,53 @@ def _tiles_per_call(spec: ModelSpec, n: int) -> int:
     return n if torch.device(resolve_device(spec.device)).type == "cuda" else 1
 
 
+def io_threads(tiles: int) -> int:
+    """Threads that read (and then write) the ``tiles`` of one network call at once.
+
+    A GPU task reads its whole batch before the call and writes it after, while the host's
+    cores wait; one tile's read and write take ~60 ms on one core (bench_tile_io.py), so on one
+    thread a batch's I/O would outlast its GPU call. ``CLEARCUBE_IO_THREADS`` overrides the
+    default of one per core, at most 8. A CPU task's call holds one tile: no threads.
+    """
+    configured = os.environ.get("CLEARCUBE_IO_THREADS")
+    limit = int(configured) if configured else min(8, os.cpu_count() or 1)
+    return max(1, min(tiles, limit))
+
+
+def _each(fn: Callable[[Any], Any], items: list[Any], threads: int) -> list[Any]:
+    """``[fn(item) for item in items]``, on ``threads`` threads when more than one."""
+    if threads <= 1:
+        return [fn(item) for item in items]
+    with ThreadPoolExecutor(threads, thread_name_prefix="clearcube-io") as pool:
+        return list(pool.map(fn, items))
+
+
 def _infer_group(
     jobs: tuple[TileJob, ...],
 ) -> list[tuple[TileJob, tuple[int, ...], Any, Any]]:
-    """Read, sample and write ``jobs``: ``(job, picked dates, seen, covered)`` per tile."""
-    chosen, covered = [], []
-    for job in jobs:
-        picked, inputs, cover = read_tile_inputs(
-            job.cube, job.tile, job.dates, max_dates=job.max_dates
-        )
-        chosen.append((picked, inputs))
-        covered.append(cover)
-    results = sample_tiles([item for _, item in chosen], jobs[0].model)
-    outcomes = []
-    for job, (picked, item), cover, (composite, spread) in zip(
-        jobs, chosen, covered, results, strict=True
-    ):
-        seen = item.known.any(axis=0)
-        products = tile_products(composite, spread, item.known, cover)
+    """Read, sample and write ``jobs``: ``(job, picked dates, seen, covered)`` per tile.
+
+    The tiles are read and written on :func:`io_threads` threads (each tile its own chunks in
+    the cube and the store); what is computed does not depend on it.
+    """
+    threads = io_threads(len(jobs))
+    reads = _each(
+        lambda job: read_tile_inputs(job.cube, job.tile, job.dates, max_dates=job.max_dates),
+        list(jobs),
+        threads,
+    )
+    results = sample_tiles([inputs for _, inputs, _ in reads], jobs[0].model)
+
+    def write(item: tuple[TileJob, Any, Any]) -> tuple[TileJob, tuple[int, ...], Any, Any]:
+        job, (picked, inputs, cover), (composite, spread) = item
+        seen = inputs.known.any(axis=0)
+        products = tile_products(composite, spread, inputs.known, cover)
         job.store.write_tile(
             job.tile, {p: products[p] for p in job.store.spec.products}, clear_fraction=seen.mean()
         )
-        outcomes.append((job, picked, seen, cover))
-    return outcomes
+        return job, picked, seen, cover
+
+    return _each(write, list(zip(jobs, reads, results, strict=True)), threads)
 
 
 def infer_tile(job: TileJob) -> TileOutcome:

@@ -80,3 +80,20 @@ def test_a_task_holds_one_network_call_of_tiles_at_a_time() -> None:
     assert _tiles_per_call(replace(cpu, batch=4), 8) == 4
     assert _tiles_per_call(replace(cpu, batch=4, samples=2), 8) == 2  # 2 tiles x 2 samples
     assert _tiles_per_call(replace(cpu, batch=1, samples=3), 8) == 1
+
+
+def test_a_batch_is_read_and_written_on_one_thread_per_core(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import os
+
+    from clearcube.pipeline.inference import io_threads
+
+    monkeypatch.delenv("CLEARCUBE_IO_THREADS", raising=False)
+    cores = os.cpu_count() or 1
+    assert io_threads(1) == 1  # a CPU task's call: one tile, no threads
+    assert io_threads(64) == min(8, cores)
+    assert io_threads(2) == min(2, cores)
+    monkeypatch.setenv("CLEARCUBE_IO_THREADS", "3")
+    assert io_threads(16) == 3
+    assert io_threads(2) == 2
