@@ -4,7 +4,7 @@
     python benchmarks/bench_gpu.py --presets cpu-tiny,small,paper --batches 1,4,8,16,32
     OMP_NUM_THREADS=1 python benchmarks/bench_gpu.py --device cpu --region-tiles 8
 
-Three parts, one process, random weights (time does not depend on them):
+Four parts, one process, random weights (time does not depend on them):
 
 ``calls``: one network call on 256² tiles (13 bands + 2 SAR channels, the pipeline's
 ``InferenceNetwork``: bf16 autocast in channels-last, or fp32) per preset × batch; the median of
@@ -23,7 +23,13 @@ sample_tiles``, the function the pipeline's workers call, with a DDIM sampler of
 ``--calls-per-tile`` steps and the automatic batch (``ModelSpec.batch = 0``). Reported: seconds,
 tiles/s, and the figure for a 100 km × 100 km region at 10 m (2,000 tiles of 256 px at 32 px
 overlap ≈ 45 × 45), extrapolated when fewer tiles were run. Reading, writing and the cluster are
-not in this figure (benchmarks/bench_pipeline.py measures those).
+not in this figure.
+
+``tasks``: the same number of tiles through ``infer_tiles``, the function a worker's task runs:
+each tile's dates chosen and read from a Zarr cube (the demo's, from ``clearcube demo`` unless
+``--cube``; a cloud disc over half of every tile so the model runs on each), sampled, written
+into a mosaic store. ``region`` minus ``tasks`` is what reading and writing cost; only the
+scheduler is left out (benchmarks/bench_scheduling.py measures it).
 
 Without CUDA everything runs on the CPU with the cpu-tiny preset, and the output says so.
 """
@@ -229,6 +235,88 @@ def region(args: argparse.Namespace, device: str, name: str) -> None:
     )
 
 
+def _demo_cube(tmp: Path) -> Path:
+    """Run ``clearcube demo`` into ``tmp`` and return its masked cube."""
+    import subprocess
+
+    out = tmp / "demo"
+    clearcube = Path(sys.executable).with_name("clearcube")
+    subprocess.run([str(clearcube), "demo", "--out", str(out)], check=True, capture_output=True)
+    return out / "cube.zarr"
+
+
+def _cloudy_copy(cube: Path, dest: Path, tile: int) -> Path:
+    """``cube`` copied with a cloud disc over ~50 % of every tile on every date.
+
+    The demo's dates between them see every pixel, so its tiles would need no network call;
+    with the discs the model runs on every tile, as in ``region``.
+    """
+    import shutil
+
+    import zarr
+
+    shutil.copytree(cube, dest)
+    cloud = zarr.open_array(dest / "cloud", mode="r+")
+    height, width = cloud.shape[-2:]
+    stride = tile - 32
+    yy, xx = np.mgrid[:height, :width]
+    disc = (yy % stride - tile / 2) ** 2 + (xx % stride - tile / 2) ** 2 < (0.4 * tile) ** 2
+    for i in range(cloud.shape[0]):
+        cloud[i] = np.asarray(cloud[i], dtype=bool) | disc
+    return dest
+
+
+def tasks(args: argparse.Namespace, device: str, name: str) -> None:
+    """The region through the pipeline's task function, with the cube's reads and the store's writes.
+
+    ``clearcube.pipeline.inference.infer_tiles`` (what a worker runs) over ``--region-tiles``
+    jobs of the demo's 25 tiles over and over (the cube from ``clearcube demo``, or ``--cube``,
+    made cloudy by :func:`_cloudy_copy`), ``--tiles-per-task`` per call, into one mosaic store.
+    Not in it: the scheduler and the cluster (benchmarks/bench_scheduling.py).
+    """
+    import zarr
+
+    from clearcube.pipeline.cube_masks import VALID_ATTR
+    from clearcube.pipeline.inference import TileJob, _tiles_per_call, infer_tiles, io_threads
+    from clearcube.pipeline.mosaic import open_mosaic, spec_for_cube
+
+    with tempfile.TemporaryDirectory() as tmp_name:
+        tmp = Path(tmp_name)
+        cube = _cloudy_copy(args.cube or _demo_cube(tmp), tmp / "cloudy.zarr", args.tile)
+        cfg = preset(name)
+        torch.manual_seed(0)
+        ckpt = save_checkpoint(tmp / f"{name}.pt", UNet(cfg.unet), cfg, step=0)
+        spec = ModelSpec(
+            checkpoint=str(ckpt), sampler="ddim", steps=args.calls_per_tile,
+            precision=args.precision, device=device, batch=args.region_batch,
+        )  # fmt: skip
+        layout = spec_for_cube(cube, tile=args.tile, overlap=32, uncertainty=False, run={})
+        store = open_mosaic(tmp / "mosaic.zarr", layout)
+        plan = list(layout.plan)
+        candidates = tuple(int(i) for i in zarr.open_group(cube, mode="r").attrs[VALID_ATTR])  # type: ignore[union-attr]
+        jobs = [
+            TileJob(str(cube), store, plan[k % len(plan)], candidates, spec, max_dates=3)
+            for k in range(args.region_tiles)
+        ]
+        per_task = args.tiles_per_task
+        infer_tiles(tuple(jobs[:1]))  # loads the network, sizes the automatic batch
+        _sync(device)
+        t0 = time.perf_counter()
+        outcomes = []
+        for start in range(0, len(jobs), per_task):
+            outcomes += infer_tiles(tuple(jobs[start : start + per_task]))
+        _sync(device)
+        seconds = time.perf_counter() - t0
+    generated = statistics.mean(o.generated_fraction for o in outcomes)
+    how = "measured" if len(jobs) >= REGION_TILES else f"extrapolated from {len(jobs)} tiles"
+    print(
+        f"\ntasks: {len(jobs)} tiles of {args.tile}² through infer_tiles ({per_task} per task, "
+        f"{io_threads(_tiles_per_call(spec, per_task))} I/O thread(s), {len(candidates)} candidates, L = 3, "
+        f"{generated:.0%} generated), {name}: {seconds:.1f} s, {len(jobs) / seconds:.2f} tiles/s; "
+        f"{REGION_TILES} tiles: {seconds / len(jobs) * REGION_TILES:.1f} s ({how}; goal < 30 s)"
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the three parts."""
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -246,6 +334,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--region-preset", help="default paper on CUDA, cpu-tiny on the CPU")
     p.add_argument("--region-batch", type=int, default=0, help="0: the automatic batch")
     p.add_argument("--compile", action="store_true", help="torch.compile the network (calls only)")
+    p.add_argument("--cube", type=Path, help="tasks: a masked cube (default: run the demo)")
+    p.add_argument("--tiles-per-task", type=int, default=16, help="tasks: tiles per task")
+    p.add_argument("--no-tasks", action="store_true", help="skip the tasks part")
     args = p.parse_args(argv)
     cuda = torch.cuda.is_available() and args.device != "cpu"
     if args.device == "cuda" and not cuda:
@@ -272,6 +363,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"\nidentity (batch vs alone, {args.identity_tile}² tiles):")
     ok = all(identity(args, device, name, batches) for name in presets[-1:])
     region(args, device, args.region_preset or ("paper" if cuda else "cpu-tiny"))
+    if not args.no_tasks:
+        tasks(args, device, args.region_preset or ("paper" if cuda else "cpu-tiny"))
     return 0 if ok else 1
 
 
