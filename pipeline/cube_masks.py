@@ -32,8 +32,11 @@ log = logging.getLogger(__name__)
 #: Side (px) of the windows :func:`clear_fractions` reads (rounded down to whole chunks).
 CLEAR_WINDOW = 1024
 
-#: Attribute of a clearcube cube: the time indices whose ``valid`` variable is written.
+#: Attribute of a clearcube cube: the time indices whose ``mask_state`` is written.
 VALID_ATTR = "clearcube_valid"
+#: Bits of the cube's ``mask_state`` (time, y, x) uint8, one chunk holding every date of a
+#: 256 px block: an inference task reads one small chunk per block for all its candidates.
+VALID_BIT, CLOUD_BIT = 1, 2
 
 #: ``progress(done, total)`` of the masked dates.
 Progress = Callable[[int, int], None]
@@ -140,10 +143,12 @@ def mask_dates(
     progress(len(todo), len(todo))
     clear = np.full(cube.sizes["time"], np.nan)
     have = sorted(done)  # only these dates have masks; reading the others would be wasted I/O
-    if "valid" not in group:
-        empty = da.zeros(group["cloud"].shape, chunks=group["cloud"].chunks, dtype=bool)  # type: ignore[union-attr]
+    if "mask_state" not in group:
+        stored = group["cloud"]
+        assert isinstance(stored, zarr.Array), "cloud is an array"
+        empty = da.zeros(stored.shape, chunks=(stored.shape[0], *stored.chunks[1:]), dtype=np.uint8)
         append_variables(
-            cube_path, xr.Dataset({"valid": (("time", "y", "x"), empty)}), compute=False
+            cube_path, xr.Dataset({"mask_state": (("time", "y", "x"), empty)}), compute=False
         )
     clear[have] = clear_fractions(zarr.open_group(cube_path, mode="r+"), have, record=True)
     return clear
@@ -154,37 +159,42 @@ def clear_fractions(group: zarr.Group, dates: list[int], *, record: bool = False
 
     Read straight from Zarr in windows of whole chunks (about :data:`CLEAR_WINDOW` px): a
     reduction this plain is ~3x faster without dask's graph (0.5 vs 1.5 s for the demo cube's
-    nine dates, benchmarks/RESULTS.md); memory stays at one window of one date.
+    nine dates, benchmarks/RESULTS.md); memory stays at one window of the dates.
 
-    A date's validity is computed from its 13 bands unless the cube's ``valid`` variable holds
-    it (:data:`VALID_ATTR`). With ``record`` (a writable group that has ``valid``), what is
-    computed is written there, date by date: an inference task then chooses a tile's dates
-    from ``valid`` and ``cloud`` of every candidate and reads the bands of only the dates it
-    fuses (:func:`clearcube.pipeline.inference.read_tile_inputs`).
+    A date's validity is computed from its 13 bands unless the cube's ``mask_state`` holds it
+    (:data:`VALID_ATTR`). With ``record`` (a writable group that has ``mask_state``), each
+    date's validity and its stored cloud mask are written there (:data:`VALID_BIT`,
+    :data:`CLOUD_BIT`): an inference task chooses a tile's dates from them and reads the bands
+    of only the dates it fuses (:func:`clearcube.pipeline.inference.read_tiles_inputs`).
+    Written on every call, so the cloud bits follow a date masked again by another route.
     """
     s2, cloud = group["s2"], group["cloud"]
     assert isinstance(s2, zarr.Array) and isinstance(cloud, zarr.Array), "s2 and cloud are arrays"
-    stored = group.get("valid")
-    assert stored is None or isinstance(stored, zarr.Array), "valid is an array"
-    recorded: set[int] = set(group.attrs.get(VALID_ATTR) or []) if stored is not None else set()  # type: ignore[arg-type]
+    state = group.get("mask_state")
+    assert state is None or isinstance(state, zarr.Array), "mask_state is an array"
+    recorded: set[int] = set(group.attrs.get(VALID_ATTR) or []) if state is not None else set()  # type: ignore[arg-type]
+    if record:
+        assert state is not None, "record=True needs the cube's mask_state variable"
     height, width = s2.shape[-2:]
     (cy, cx), n = s2.chunks[-2:], CLEAR_WINDOW
     windows = window_grid(height, width, max(1, n // cy) * cy, max(1, n // cx) * cx)
-    shares = []
-    for i in dates:
-        clear = 0
-        for rows, cols in windows:
-            valid: np.ndarray
+    index = np.asarray(dates, dtype=np.int64)
+    clear = np.zeros(len(dates), dtype=np.int64)
+    for rows, cols in windows:
+        if recorded & set(dates):
+            stored = np.asarray(state.get_orthogonal_selection((index, rows, cols)))  # type: ignore[union-attr]
+        states = []
+        for k, i in enumerate(dates):
             if i in recorded:
-                valid = np.asarray(stored[i, rows, cols], dtype=bool)  # type: ignore[index]
+                valid = (stored[k] & VALID_BIT) > 0
             else:
                 valid = np.asarray((np.asarray(s2[i, :, rows, cols]) > 0).all(axis=0))
-                if record:
-                    assert stored is not None, "record=True needs the cube's valid variable"
-                    stored[i, rows, cols] = valid
-            clear += int(np.count_nonzero(valid & ~np.asarray(cloud[i, rows, cols])))
-        shares.append(clear / max(height * width, 1))
-        if record and i not in recorded:
-            recorded.add(i)  # after the date's data: a crash recomputes this date
-            group.attrs[VALID_ATTR] = sorted(recorded)
-    return shares
+            cloudy = np.asarray(cloud[i, rows, cols], dtype=bool)
+            clear[k] += int(np.count_nonzero(valid & ~cloudy))
+            if record:
+                states.append(valid * np.uint8(VALID_BIT) | cloudy * np.uint8(CLOUD_BIT))
+        if record and dates:
+            state.set_orthogonal_selection((index, rows, cols), np.stack(states))  # type: ignore[union-attr]
+    if record and not set(dates) <= recorded:
+        group.attrs[VALID_ATTR] = sorted(recorded | set(dates))  # after the data
+    return [float(c) / max(height * width, 1) for c in clear]

@@ -32,7 +32,7 @@ from clearcube.model.data.normalize import s1_to_model, s2_from_model, s2_to_mod
 from clearcube.model.fill import SamplerName, fill_gaps
 from clearcube.model.noise import CoordinateNoise
 from clearcube.model.precision import InferenceNetwork, Precision
-from clearcube.pipeline.cube_masks import VALID_ATTR
+from clearcube.pipeline.cube_masks import CLOUD_BIT, VALID_ATTR, VALID_BIT
 from clearcube.pipeline.dates import choose_tile_dates, first_clear
 from clearcube.pipeline.mosaic import MosaicStore
 from clearcube.pipeline.provenance import provenance_layers
@@ -120,14 +120,32 @@ def read_tile_inputs(
 ) -> tuple[tuple[int, ...], TileInputs, np.ndarray]:
     """Read one tile window from the cube store: the dates it fuses, their inputs, its cover.
 
-    The tile's dates are chosen (:func:`~clearcube.pipeline.dates.choose_tile_dates`) from
-    every candidate's ``valid`` and ``cloud`` masks, which the mask stage wrote; the 13 bands
-    and the SAR are then read for the chosen dates only (demo cube, 9 candidates, 3 fused:
-    benchmarks/RESULTS.md).
+    :func:`read_tiles_inputs` of one tile.
+    """
+    return read_tiles_inputs(cube_path, [tile], dates, max_dates=max_dates)[0]
+
+
+def read_tiles_inputs(
+    cube_path: str,
+    tiles: list[Tile],
+    dates: tuple[int, ...],
+    *,
+    max_dates: int,
+    threads: int = 1,
+) -> list[tuple[tuple[int, ...], TileInputs, np.ndarray]]:
+    """Read tile windows from the cube store: the dates each fuses, their inputs, its cover.
+
+    Each tile's dates are chosen (:func:`~clearcube.pipeline.dates.choose_tile_dates`) from
+    every candidate's validity and cloud mask, which the mask stage wrote into the cube's
+    ``mask_state`` (one chunk per 256 px block for all dates); the 13 bands
+    and the SAR are then read for the chosen dates only (demo cube, 9 candidates, 3 fused: 88
+    -> 40 ms a tile, benchmarks/RESULTS.md). Neighbouring tiles of one row that fuse the same
+    date are read as one window, so the Zarr chunks they share (a 256 px tile at a 224 px
+    stride spans four 256 px chunks) are decoded once. ``threads`` read the windows at once.
 
     Returns:
-        ``(picked, inputs, covered)``: positions into ``dates`` of the fused dates; their
-        ``s2 (L, 13, h, w)`` uint16 DN, ``s1 (L, 2, h, w)`` float32 dB (NaN: no SAR) and
+        Per tile, ``(picked, inputs, covered)``: positions into ``dates`` of the fused dates;
+        their ``s2 (L, 13, h, w)`` uint16 DN, ``s1 (L, 2, h, w)`` float32 dB (NaN: no SAR) and
         ``known (L, h, w)`` (clear and observed, each pixel in its first such date only,
         :func:`~clearcube.pipeline.dates.first_clear`); ``covered (h, w)``: some candidate
         observed the pixel (every band > 0).
@@ -139,21 +157,60 @@ def read_tile_inputs(
             f"{cube_path}: dates {missing} have no recorded validity; run the mask stage "
             "(clearcube.pipeline.cube_masks.mask_and_choose) on this cube first"
         )
-    rows, cols = tile.window
-
-    def pick(name: str, selection: tuple[Any, ...]) -> np.ndarray:
-        return np.asarray(_cube_array(cube_path, name).get_orthogonal_selection(selection))
-
     index = np.asarray(dates, dtype=np.int64)
-    valid = pick("valid", (index, rows, cols)).astype(bool)
-    known = valid & ~pick("cloud", (index, rows, cols)).astype(bool)
-    picked = choose_tile_dates(known, max_dates=max_dates)
-    fused = index[list(picked)]
-    s2 = pick("s2", (fused, slice(None), rows, cols))
-    s1 = pick("s1", (fused, slice(None), rows, cols)).astype(np.float32)
-    inputs = TileInputs(s2, s1, first_clear(known[list(picked)]), tile)
-    covered = np.asarray(valid.any(axis=0))
-    return picked, inputs, covered
+
+    def choose(tile: Tile) -> tuple[tuple[int, ...], np.ndarray, np.ndarray]:
+        rows, cols = tile.window
+        state = _read(cube_path, "mask_state", (index, rows, cols))
+        valid = (state & VALID_BIT) > 0
+        known = valid & ((state & CLOUD_BIT) == 0)
+        picked = choose_tile_dates(known, max_dates=max_dates)
+        return picked, first_clear(known[list(picked)]), np.asarray(valid.any(axis=0))
+
+    choices = _each(choose, tiles, threads)
+    # One window per (date, row of tiles, run of touching tiles in that row fusing the date).
+    spans: dict[tuple[int, int, int], list[int]] = {}
+    for k in sorted(range(len(tiles)), key=lambda k: (tiles[k].y0, tiles[k].x0)):
+        tile = tiles[k]
+        for date in index[list(choices[k][0])]:
+            runs = [key for key in spans if key[:2] == (int(date), tile.y0)]
+            last = spans[runs[-1]] if runs else None
+            if (
+                last is not None
+                and tiles[last[-1]].x1 >= tile.x0
+                and (tiles[last[-1]].y1 == tile.y1)
+            ):
+                last.append(k)
+            else:
+                spans[(int(date), tile.y0, len(runs))] = [k]
+
+    def read_span(key: tuple[int, int, int]) -> tuple[np.ndarray, np.ndarray]:
+        members = [tiles[k] for k in spans[key]]
+        rows = slice(members[0].y0, members[0].y1)
+        cols = slice(min(t.x0 for t in members), max(t.x1 for t in members))
+        s2 = _read(cube_path, "s2", (key[0], slice(None), rows, cols))
+        s1 = _read(cube_path, "s1", (key[0], slice(None), rows, cols))
+        return s2, s1
+
+    keys = list(spans)
+    windows = dict(zip(keys, _each(read_span, keys, threads), strict=True))
+    where = {(key[0], k): key for key, members in spans.items() for k in members}
+    out = []
+    for k, (tile, (picked, known, covered)) in enumerate(zip(tiles, choices, strict=True)):
+        parts = []
+        for date in index[list(picked)]:
+            key = where[(int(date), k)]
+            x0 = min(tiles[m].x0 for m in spans[key])
+            cols = slice(tile.x0 - x0, tile.x1 - x0)
+            parts.append((windows[key][0][:, :, cols], windows[key][1][:, :, cols]))
+        s2 = np.stack([a for a, _ in parts])
+        s1 = np.stack([b for _, b in parts]).astype(np.float32)
+        out.append((picked, TileInputs(s2, s1, known, tile), covered))
+    return out
+
+
+def _read(cube_path: str, name: str, selection: tuple[Any, ...]) -> np.ndarray:
+    return np.asarray(_cube_array(cube_path, name).get_orthogonal_selection(selection))
 
 
 def _cube_array(cube_path: str, name: str) -> zarr.Array[Any]:
@@ -456,11 +513,20 @@ def _infer_group(
     the cube and the store); what is computed does not depend on it.
     """
     threads = io_threads(len(jobs))
-    reads = _each(
-        lambda job: read_tile_inputs(job.cube, job.tile, job.dates, max_dates=job.max_dates),
-        list(jobs),
-        threads,
-    )
+    first = jobs[0]
+    if all(
+        (j.cube, j.dates, j.max_dates) == (first.cube, first.dates, first.max_dates) for j in jobs
+    ):
+        reads = read_tiles_inputs(
+            first.cube, [j.tile for j in jobs], first.dates, max_dates=first.max_dates,
+            threads=threads,
+        )  # fmt: skip
+    else:  # tasks of one run share cube and candidates; anything else is read tile by tile
+        reads = _each(
+            lambda job: read_tile_inputs(job.cube, job.tile, job.dates, max_dates=job.max_dates),
+            list(jobs),
+            threads,
+        )
     results = sample_tiles([inputs for _, inputs, _ in reads], jobs[0].model)
 
     def write(item: tuple[TileJob, Any, Any]) -> tuple[TileJob, tuple[int, ...], Any, Any]:

@@ -18,9 +18,9 @@ from region_fixtures import PERIOD
 
 from clearcube import CUBE_MASK_ATTR
 from clearcube.pipeline.cube import open_cube
-from clearcube.pipeline.cube_masks import VALID_ATTR, mask_and_choose
+from clearcube.pipeline.cube_masks import CLOUD_BIT, VALID_ATTR, VALID_BIT, mask_and_choose
 from clearcube.pipeline.dates import choose_tile_dates, first_clear
-from clearcube.pipeline.inference import read_tile_inputs
+from clearcube.pipeline.inference import read_tile_inputs, read_tiles_inputs
 from clearcube.pipeline.masking import MaskRequest
 from clearcube.pipeline.tiles import plan_tiles
 
@@ -34,12 +34,19 @@ def _oracle_valid(cube_path: Path) -> np.ndarray:
     return np.asarray((open_cube(cube_path)["s2"].values > 0).all(axis=1))
 
 
+def _check_state(cube_path: Path, masked: list[int]) -> None:
+    """The stored state bits of ``masked``: validity from the bands, cloud as the cube's mask."""
+    cube = open_cube(cube_path)
+    state = np.asarray(cube["mask_state"].values)[masked]
+    np.testing.assert_array_equal((state & VALID_BIT) > 0, _oracle_valid(cube_path)[masked])
+    np.testing.assert_array_equal((state & CLOUD_BIT) > 0, cube["cloud"].values[masked])
+    assert not (state & ~np.uint8(VALID_BIT | CLOUD_BIT)).any()  # no other bits
+
+
 def test_mask_stage_records_validity_with_nodata(holed_cube: Path) -> None:
     masked = _masked_dates(holed_cube)
-    stored = np.asarray(open_cube(holed_cube)["valid"].values)
-    expected = _oracle_valid(holed_cube)
-    assert not expected[masked].all(), "the fixture holds nodata"
-    np.testing.assert_array_equal(stored[masked], expected[masked])
+    assert not _oracle_valid(holed_cube)[masked].all(), "the fixture holds nodata"
+    _check_state(holed_cube, masked)
 
 
 def test_mask_stage_records_each_masked_dates_validity(reference_run: Any) -> None:
@@ -48,8 +55,7 @@ def test_mask_stage_records_each_masked_dates_validity(reference_run: Any) -> No
     masked = _masked_dates(cube_path)
     assert masked, "the reference run masked its dates"
     assert sorted(group.attrs[VALID_ATTR]) == masked  # type: ignore[arg-type]
-    stored = np.asarray(open_cube(cube_path)["valid"].values)
-    np.testing.assert_array_equal(stored[masked], _oracle_valid(cube_path)[masked])
+    _check_state(cube_path, masked)
 
 
 def _copy_cube(reference_run: Any, tmp_path: Path) -> Path:
@@ -74,7 +80,7 @@ def holed_cube(reference_run: Any, tmp_path_factory: pytest.TempPathFactory) -> 
     two holes overlap, so some pixels are covered by neither date.
     """
     cube_path = _copy_cube(reference_run, tmp_path_factory.mktemp("holed"))
-    shutil.rmtree(cube_path / "valid")
+    shutil.rmtree(cube_path / "mask_state")
     group = zarr.open_group(cube_path, mode="r+")
     del group.attrs[VALID_ATTR]
     s2 = zarr.open_array(cube_path / "s2", mode="r+")
@@ -136,9 +142,9 @@ def test_tile_read_refuses_dates_whose_validity_is_not_recorded(
 def test_mask_stage_records_validity_in_a_cube_masked_without_it(
     reference_run: Any, tmp_path: Path
 ) -> None:
-    """A cube masked before ``valid`` existed (or after a crash before it was written)."""
+    """A cube masked before ``mask_state`` existed (or after a crash before it was written)."""
     cube_path = _copy_cube(reference_run, tmp_path)
-    shutil.rmtree(cube_path / "valid")
+    shutil.rmtree(cube_path / "mask_state")
     group = zarr.open_group(cube_path, mode="r+")
     del group.attrs[VALID_ATTR]
     masked_before = dict(group.attrs[CUBE_MASK_ATTR])  # type: ignore[arg-type]
@@ -155,5 +161,38 @@ def test_mask_stage_records_validity_in_a_cube_masked_without_it(
     assert attrs[CUBE_MASK_ATTR] == masked_before  # the masks themselves were reused
     masked = _masked_dates(cube_path)
     assert sorted(attrs[VALID_ATTR]) == masked  # type: ignore[arg-type]
-    stored = np.asarray(open_cube(cube_path)["valid"].values)
-    np.testing.assert_array_equal(stored[masked], _oracle_valid(cube_path)[masked])
+    _check_state(cube_path, masked)
+
+
+@pytest.mark.parametrize("threads", [1, 3])
+@pytest.mark.parametrize("which", ["reference", "with nodata"])
+def test_tiles_read_together_equal_each_read_alone(
+    reference_run: Any, holed_cube: Path, which: str, threads: int
+) -> None:
+    """A batch shares windows between neighbours: every tile still gets exactly its own read."""
+    cube_path = str(holed_cube if which == "with nodata" else reference_run.out_dir / "cube.zarr")
+    candidates = tuple(_masked_dates(Path(cube_path))[::-1])
+    plan = plan_tiles(*open_cube(cube_path)["s2"].shape[-2:], tile=48, overlap=8)
+    tiles = list(plan)
+    # the whole plan (rows of touching tiles), every other tile (gaps), a reversed subset
+    for batch in (tiles, tiles[::2], tiles[5:1:-1]):
+        together = read_tiles_inputs(cube_path, batch, candidates, max_dates=2, threads=threads)
+        assert len(together) == len(batch)
+        for tile, (picked, inputs, covered) in zip(batch, together, strict=True):
+            alone_picked, alone, alone_covered = read_tile_inputs(
+                cube_path, tile, candidates, max_dates=2
+            )
+            assert picked == alone_picked and inputs.tile == tile
+            np.testing.assert_array_equal(inputs.s2, alone.s2)
+            np.testing.assert_array_equal(inputs.s1, alone.s1)
+            np.testing.assert_array_equal(inputs.known, alone.known)
+            np.testing.assert_array_equal(covered, alone_covered)
+
+
+def test_the_state_follows_a_cloud_mask_written_again(reference_run: Any, tmp_path: Path) -> None:
+    """A date masked again (another route) changes ``cloud``; the next mask stage's pass the bits."""
+    cube_path = _copy_cube(reference_run, tmp_path)
+    cloud = zarr.open_array(cube_path / "cloud", mode="r+")
+    cloud[0] = ~np.asarray(cloud[0], dtype=bool)
+    _remask(cube_path)
+    _check_state(cube_path, _masked_dates(cube_path))
