@@ -137,9 +137,9 @@ def read_tiles_inputs(
 
     Each tile's dates are chosen (:func:`~clearcube.pipeline.dates.choose_tile_dates`) from
     every candidate's validity and cloud mask, which the mask stage wrote into the cube's
-    ``mask_state`` (one chunk per 256 px block for all dates); the 13 bands
-    and the SAR are then read for the chosen dates only (demo cube, 9 candidates, 3 fused: 88
-    -> 40 ms a tile, benchmarks/RESULTS.md). Neighbouring tiles of one row that fuse the same
+    ``mask_state`` (one chunk per 256 px block for all dates); the 13 bands and the SAR are
+    then read for the chosen dates only (demo cube, 9 candidates, up to 3 fused: 94 -> 13 ms a
+    tile, benchmarks/RESULTS.md, session 15). Neighbouring tiles of one row that fuse the same
     date are read as one window, so the Zarr chunks they share (a 256 px tile at a 224 px
     stride spans four 256 px chunks) are decoded once. ``threads`` read the windows at once.
 
@@ -487,9 +487,9 @@ def io_threads(tiles: int) -> int:
     """Threads that read (and then write) the ``tiles`` of one network call at once.
 
     A GPU task reads its whole batch before the call and writes it after, while the host's
-    cores wait; one tile's read and write take ~60 ms on one core (bench_tile_io.py), so on one
-    thread a batch's I/O would outlast its GPU call. ``CLEARCUBE_IO_THREADS`` overrides the
-    default of one per core, at most 8. A CPU task's call holds one tile: no threads.
+    cores wait; one tile's read and write take ~20 ms of one core (bench_tile_io.py), more than
+    a tile's share of a GPU call should. ``CLEARCUBE_IO_THREADS`` overrides the default of one
+    per core, at most 8. A CPU task's call holds one tile: no threads.
     """
     configured = os.environ.get("CLEARCUBE_IO_THREADS")
     limit = int(configured) if configured else min(8, os.cpu_count() or 1)
