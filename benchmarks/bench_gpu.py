@@ -263,6 +263,12 @@ def _cloudy_copy(cube: Path, dest: Path, tile: int) -> Path:
     disc = (yy % stride - tile / 2) ** 2 + (xx % stride - tile / 2) ** 2 < (0.4 * tile) ** 2
     for i in range(cloud.shape[0]):
         cloud[i] = np.asarray(cloud[i], dtype=bool) | disc
+    # the tiles choose their dates from mask_state: write the new clouds into it, as the mask
+    # stage would have
+    from clearcube.pipeline.cube_masks import VALID_ATTR, clear_fractions
+
+    group = zarr.open_group(dest, mode="r+")
+    clear_fractions(group, [int(i) for i in group.attrs[VALID_ATTR]], record=True)  # type: ignore[union-attr]
     return dest
 
 
@@ -308,6 +314,8 @@ def tasks(args: argparse.Namespace, device: str, name: str) -> None:
         _sync(device)
         seconds = time.perf_counter() - t0
     generated = statistics.mean(o.generated_fraction for o in outcomes)
+    if generated < 0.25:  # the discs cover ~50 %: the tiles' dates did not see them
+        raise SystemExit(f"tasks: only {generated:.0%} of the pixels generated; not a figure")
     how = "measured" if len(jobs) >= REGION_TILES else f"extrapolated from {len(jobs)} tiles"
     print(
         f"\ntasks: {len(jobs)} tiles of {args.tile}² through infer_tiles ({per_task} per task, "
