@@ -9,13 +9,16 @@ alternated rounds in one process:
 ``every candidate``: the read the inference task did before session 15, written out here: the
 13 bands, the SAR and the cloud mask of every candidate, then ``known = ~cloud & (every band >
 0)``, the greedy choice of dates, and the chosen dates sliced out.
-``chosen only``: :func:`clearcube.pipeline.inference.read_tile_inputs`: the stored ``valid`` and
-``cloud`` of every candidate, the choice, then the bands and SAR of the chosen dates only.
+``chosen only``: :func:`clearcube.pipeline.inference.read_tile_inputs`: every candidate's
+validity and cloud bits from the cube's ``mask_state``, the choice, then the bands and SAR of
+the chosen dates only.
 
 Both must return the same arrays for every tile (checked, the run fails otherwise). Then the
-store write of a tile's products (:meth:`MosaicStore.write_tile`, into a scratch store), and
-``chosen only`` over a task's worth of tiles on ``--threads`` reader threads: a GPU task reads
-its whole batch before the network call, and the host's cores are idle meanwhile.
+store write of a tile's products (:meth:`MosaicStore.write_tile`, into a scratch store), and a
+task's worth of tiles (``--batch``) on ``--threads`` threads, read tile by tile and together
+(:func:`~clearcube.pipeline.inference.read_tiles_inputs`: neighbours fusing a date share one
+window), then written: a GPU task reads its whole batch before the network call and writes it
+after, and the host's cores are idle meanwhile.
 """
 
 from __future__ import annotations
