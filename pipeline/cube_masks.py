@@ -34,9 +34,13 @@ CLEAR_WINDOW = 1024
 
 #: Attribute of a clearcube cube: the time indices whose ``mask_state`` is written.
 VALID_ATTR = "clearcube_valid"
-#: Bits of the cube's ``mask_state`` (time, y, x) uint8, one chunk holding every date of a
-#: 256 px block: an inference task reads one small chunk per block for all its candidates.
+#: Bits of the cube's ``mask_state`` (time, y, x) uint8, a chunk holding up to
+#: :data:`STATE_DATES` dates of a 256 px block: an inference task reads the masks of all its
+#: candidates (nearest the target, so mostly neighbours in time) in one or two small chunks.
 VALID_BIT, CLOUD_BIT = 1, 2
+#: Dates per ``mask_state`` chunk: a year of Sentinel-2 (~150 dates) in one chunk would make
+#: every tile decode 40 MB of masks for its few candidates.
+STATE_DATES = 16
 
 #: ``progress(done, total)`` of the masked dates.
 Progress = Callable[[int, int], None]
@@ -146,7 +150,8 @@ def mask_dates(
     if "mask_state" not in group:
         stored = group["cloud"]
         assert isinstance(stored, zarr.Array), "cloud is an array"
-        empty = da.zeros(stored.shape, chunks=(stored.shape[0], *stored.chunks[1:]), dtype=np.uint8)
+        chunks = (min(stored.shape[0], STATE_DATES), *stored.chunks[1:])
+        empty = da.zeros(stored.shape, chunks=chunks, dtype=np.uint8)
         append_variables(
             cube_path, xr.Dataset({"mask_state": (("time", "y", "x"), empty)}), compute=False
         )
@@ -159,7 +164,7 @@ def clear_fractions(group: zarr.Group, dates: list[int], *, record: bool = False
 
     Read straight from Zarr in windows of whole chunks (about :data:`CLEAR_WINDOW` px): a
     reduction this plain is ~3x faster without dask's graph (0.5 vs 1.5 s for the demo cube's
-    nine dates, benchmarks/RESULTS.md); memory stays at one window of the dates.
+    nine dates, benchmarks/RESULTS.md); memory stays at one window of :data:`STATE_DATES` dates.
 
     A date's validity is computed from its 13 bands unless the cube's ``mask_state`` holds it
     (:data:`VALID_ATTR`). With ``record`` (a writable group that has ``mask_state``), each
@@ -178,23 +183,30 @@ def clear_fractions(group: zarr.Group, dates: list[int], *, record: bool = False
     height, width = s2.shape[-2:]
     (cy, cx), n = s2.chunks[-2:], CLEAR_WINDOW
     windows = window_grid(height, width, max(1, n // cy) * cy, max(1, n // cx) * cx)
-    index = np.asarray(dates, dtype=np.int64)
     clear = np.zeros(len(dates), dtype=np.int64)
+    # the dates by mask_state chunk along time: one read and one write per chunk and window
+    per_chunk = state.chunks[0] if state is not None else STATE_DATES
+    groups: dict[int, list[int]] = {}
+    for k, i in enumerate(dates):
+        groups.setdefault(i // per_chunk, []).append(k)
     for rows, cols in windows:
-        if recorded & set(dates):
-            stored = np.asarray(state.get_orthogonal_selection((index, rows, cols)))  # type: ignore[union-attr]
-        states = []
-        for k, i in enumerate(dates):
-            if i in recorded:
-                valid = (stored[k] & VALID_BIT) > 0
-            else:
-                valid = np.asarray((np.asarray(s2[i, :, rows, cols]) > 0).all(axis=0))
-            cloudy = np.asarray(cloud[i, rows, cols], dtype=bool)
-            clear[k] += int(np.count_nonzero(valid & ~cloudy))
+        for members in groups.values():
+            index = np.asarray([dates[k] for k in members], dtype=np.int64)
+            if recorded & set(index.tolist()):
+                stored = np.asarray(state.get_orthogonal_selection((index, rows, cols)))  # type: ignore[union-attr]
+            states = []
+            for j, k in enumerate(members):
+                i = dates[k]
+                if i in recorded:
+                    valid = (stored[j] & VALID_BIT) > 0
+                else:
+                    valid = np.asarray((np.asarray(s2[i, :, rows, cols]) > 0).all(axis=0))
+                cloudy = np.asarray(cloud[i, rows, cols], dtype=bool)
+                clear[k] += int(np.count_nonzero(valid & ~cloudy))
+                if record:
+                    states.append(valid * np.uint8(VALID_BIT) | cloudy * np.uint8(CLOUD_BIT))
             if record:
-                states.append(valid * np.uint8(VALID_BIT) | cloudy * np.uint8(CLOUD_BIT))
-        if record and dates:
-            state.set_orthogonal_selection((index, rows, cols), np.stack(states))  # type: ignore[union-attr]
+                state.set_orthogonal_selection((index, rows, cols), np.stack(states))  # type: ignore[union-attr]
     if record and not set(dates) <= recorded:
         group.attrs[VALID_ATTR] = sorted(recorded | set(dates))  # after the data
     return [float(c) / max(height * width, 1) for c in clear]

@@ -27,6 +27,7 @@ import zarr
 
 from clearcube.bands import DN_PER_REFLECTANCE
 from clearcube.deploy.local import require_gpu_slots
+from clearcube.errors import BadInputError
 from clearcube.model.checkpoint import load_checkpoint
 from clearcube.model.data.normalize import s1_to_model, s2_from_model, s2_to_model
 from clearcube.model.fill import SamplerName, fill_gaps
@@ -137,7 +138,7 @@ def read_tiles_inputs(
 
     Each tile's dates are chosen (:func:`~clearcube.pipeline.dates.choose_tile_dates`) from
     every candidate's validity and cloud mask, which the mask stage wrote into the cube's
-    ``mask_state`` (one chunk per 256 px block for all dates); the 13 bands and the SAR are
+    ``mask_state`` (one chunk per 256 px block and 16 dates); the 13 bands and the SAR are
     then read for the chosen dates only (demo cube, 9 candidates, up to 3 fused: 94 -> 13 ms a
     tile, benchmarks/RESULTS.md, session 15). Neighbouring tiles of one row that fuse the same
     date are read as one window, so the Zarr chunks they share (a 256 px tile at a 224 px
@@ -492,6 +493,11 @@ def io_threads(tiles: int) -> int:
     per core, at most 8. A CPU task's call holds one tile: no threads.
     """
     configured = os.environ.get("CLEARCUBE_IO_THREADS")
+    if configured and not configured.strip().isdigit():
+        raise BadInputError(
+            f"CLEARCUBE_IO_THREADS={configured!r} is not a number of threads; set it to e.g. 4, "
+            "or unset it for one per core"
+        )
     limit = int(configured) if configured else min(8, os.cpu_count() or 1)
     return max(1, min(tiles, limit))
 

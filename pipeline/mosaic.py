@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import shutil
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass
@@ -159,13 +160,13 @@ class MosaicStore:
                 raise BadInputError(
                     f"tile {tile.index} {name} has shape {data.shape}, expected {expected}"
                 )
-            _tile_array(self.path, spec, f"tiles/{name}")[number] = weighted(  # type: ignore[index]
+            _tile_array(self.path, f"tiles/{name}")[number] = weighted(  # type: ignore[index]
                 plan, tile, data, taper=spec.taper
             )
-        recorded = _tile_array(self.path, spec, "tile_clear")
+        recorded = _tile_array(self.path, "tile_clear", optional=True)
         if clear_fraction is not None and recorded is not None:
             recorded[number] = float(clear_fraction)
-        _tile_array(self.path, spec, "tile_done")[number] = True  # type: ignore[index]  # last
+        _tile_array(self.path, "tile_done")[number] = True  # type: ignore[index]  # last
 
     # -- assembly phase --------------------------------------------------------------------
     def output_windows(self) -> Iterator[tuple[slice, slice]]:
@@ -219,19 +220,28 @@ class MosaicStore:
         shutil.rmtree(Path(self.path) / "tiles", ignore_errors=True)
 
 
-@functools.lru_cache(maxsize=32)
-def _tile_array(path: str, spec: MosaicSpec, name: str) -> zarr.Array[Any] | None:
+def _tile_array(path: str, name: str, *, optional: bool = False) -> zarr.Array[Any] | None:
     """A writable handle on one of the arrays a tile writes, opened once per process.
 
-    Opening reads the array's metadata from disk (~1.1 ms, four per tile: a fifth of a tile's
-    write, benchmarks/RESULTS.md). Keyed by the whole spec, so a store made again at the same
-    path for another run gets its own handles. None: the array is absent (a store made before
-    ``tile_clear`` existed).
+    Opening reads the array's metadata (~1.1 ms, four per tile: a fifth of a tile's write,
+    benchmarks/RESULTS.md). The handle is keyed by the metadata file's inode and time, so a
+    store deleted or made again at the same path is never written through an old handle (a
+    deleted one raises ``FileNotFoundError``, as opening it would). ``optional``: None when
+    the array is absent (``tile_clear`` in a store made before it existed).
     """
     try:
-        return zarr.open_array(f"{path}/{name}", mode="r+")
+        meta = os.stat(f"{path}/{name}/zarr.json")
     except FileNotFoundError:
-        return None
+        if optional:
+            return None
+        raise
+    return _open_tile_array(path, name, meta.st_ino, meta.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=32)
+def _open_tile_array(path: str, name: str, inode: int, mtime_ns: int) -> zarr.Array[Any]:
+    del inode, mtime_ns  # the cache key only
+    return zarr.open_array(f"{path}/{name}", mode="r+")
 
 
 def _create(path: Path, spec: MosaicSpec) -> None:

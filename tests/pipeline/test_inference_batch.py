@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from clearcube.errors import BadInputError
 from clearcube.model.checkpoint import save_checkpoint
 from clearcube.model.config import preset
 from clearcube.model.unet import UNet
@@ -97,3 +98,6 @@ def test_a_batch_is_read_and_written_on_one_thread_per_core(
     monkeypatch.setenv("CLEARCUBE_IO_THREADS", "3")
     assert io_threads(16) == 3
     assert io_threads(2) == 2
+    monkeypatch.setenv("CLEARCUBE_IO_THREADS", "four")
+    with pytest.raises(BadInputError, match="CLEARCUBE_IO_THREADS='four' is not a number"):
+        io_threads(16)

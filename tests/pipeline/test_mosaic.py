@@ -209,7 +209,30 @@ def test_concurrent_workers_lose_no_tile_clear_fraction(tmp_path: Path) -> None:
         w.start()
     for w in writers:
         w.join(timeout=120)
+        if w.is_alive():
+            w.kill()
         assert w.exitcode == 0
     expected = (np.arange(n) / n).astype(np.float32)  # stored as float32
     np.testing.assert_array_equal(store.clear_fractions(), expected)
     assert store.done().all()
+
+
+def test_a_write_into_a_deleted_store_fails_and_leaves_nothing(tmp_path: Path) -> None:
+    """A task still writing after the user deleted the run's folder must not rebuild half a store.
+
+    The process keeps its arrays' handles between tiles; they must not outlive the store.
+    """
+    import shutil
+
+    path = tmp_path / "m.zarr"
+    store = open_mosaic(path, _spec())
+    tiles = list(store.spec.plan)
+    store.write_tile(tiles[0], _tile_products(tiles[0]), clear_fraction=0.5)  # handles opened
+    shutil.rmtree(path)
+    with pytest.raises(FileNotFoundError):
+        store.write_tile(tiles[1], _tile_products(tiles[1]), clear_fraction=0.5)
+    assert not path.exists()
+    remade = open_mosaic(path, _spec())  # made again at the same path: written, not skipped
+    remade.write_tile(tiles[1], _tile_products(tiles[1]), clear_fraction=0.25)
+    assert remade.done()[remade.spec.plan.number(tiles[1])]
+    assert remade.clear_fractions()[remade.spec.plan.number(tiles[1])] == 0.25

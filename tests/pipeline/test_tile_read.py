@@ -196,3 +196,31 @@ def test_the_state_follows_a_cloud_mask_written_again(reference_run: Any, tmp_pa
     cloud[0] = ~np.asarray(cloud[0], dtype=bool)
     _remask(cube_path)
     _check_state(cube_path, _masked_dates(cube_path))
+
+
+def test_state_chunked_by_fewer_dates_than_the_cube_holds(
+    reference_run: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A long period's cube: the dates of ``mask_state`` span several chunks along time."""
+    import clearcube.pipeline.cube_masks as cube_masks
+
+    cube_path = _copy_cube(reference_run, tmp_path)
+    shutil.rmtree(cube_path / "mask_state")
+    del zarr.open_group(cube_path, mode="r+").attrs[VALID_ATTR]
+    monkeypatch.setattr(cube_masks, "STATE_DATES", 1)
+    _remask(cube_path)
+    assert zarr.open_array(cube_path / "mask_state", mode="r").chunks[0] == 1
+    masked = _masked_dates(cube_path)
+    assert len(masked) >= 2, "the dates fall in two chunks"
+    _check_state(cube_path, masked)
+    _remask(cube_path)  # again, now from the recorded state
+    _check_state(cube_path, masked)
+    cube = open_cube(cube_path)
+    s2_all, cloud_all = cube["s2"].values[masked], cube["cloud"].values[masked].astype(bool)
+    for tile in plan_tiles(cube.sizes["y"], cube.sizes["x"], tile=48, overlap=8):
+        rows, cols = tile.window
+        s2 = s2_all[:, :, rows, cols]
+        known = (s2 > 0).all(axis=1) & ~cloud_all[:, rows, cols]
+        picked, inputs, _ = read_tile_inputs(str(cube_path), tile, tuple(masked), max_dates=2)
+        assert list(picked) == list(choose_tile_dates(known, max_dates=2))
+        np.testing.assert_array_equal(inputs.s2, s2[list(picked)])
