@@ -235,16 +235,6 @@ def region(args: argparse.Namespace, device: str, name: str) -> None:
     )
 
 
-def _demo_cube(tmp: Path) -> Path:
-    """Run ``clearcube demo`` into ``tmp`` and return its masked cube."""
-    import subprocess
-
-    out = tmp / "demo"
-    clearcube = Path(sys.executable).with_name("clearcube")
-    subprocess.run([str(clearcube), "demo", "--out", str(out)], check=True, capture_output=True)
-    return out / "cube.zarr"
-
-
 def _cloudy_copy(cube: Path, dest: Path, tile: int) -> Path:
     """``cube`` copied with a cloud disc over ~50 % of every tile on every date.
 
@@ -281,6 +271,7 @@ def tasks(args: argparse.Namespace, device: str, name: str) -> None:
     Not in it: the scheduler and the cluster (benchmarks/bench_scheduling.py).
     """
     import zarr
+    from bench_tile_io import demo_cube  # beside this script
 
     from clearcube.pipeline.cube_masks import VALID_ATTR
     from clearcube.pipeline.inference import TileJob, _tiles_per_call, infer_tiles, io_threads
@@ -288,7 +279,7 @@ def tasks(args: argparse.Namespace, device: str, name: str) -> None:
 
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
-        cube = _cloudy_copy(args.cube or _demo_cube(tmp), tmp / "cloudy.zarr", args.tile)
+        cube = _cloudy_copy(args.cube or demo_cube(tmp), tmp / "cloudy.zarr", args.tile)
         cfg = preset(name)
         torch.manual_seed(0)
         ckpt = save_checkpoint(tmp / f"{name}.pt", UNet(cfg.unet), cfg, step=0)

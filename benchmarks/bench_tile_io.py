@@ -63,7 +63,8 @@ def read_every_candidate(
     return picked, s2[chosen], s1[chosen].astype(np.float32), first_clear(known[chosen]), covered
 
 
-def _demo_cube(tmp: Path) -> Path:
+def demo_cube(tmp: Path) -> Path:
+    """Run ``clearcube demo`` into ``tmp`` and return its masked cube (bench_gpu.py uses it too)."""
     out = tmp / "demo"
     clearcube = Path(sys.executable).with_name("clearcube")
     subprocess.run([str(clearcube), "demo", "--out", str(out)], check=True, capture_output=True)
@@ -90,7 +91,7 @@ def main() -> None:
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores")
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
-        cube = args.cube or _demo_cube(tmp)
+        cube = args.cube or demo_cube(tmp)
         candidates = _candidates(cube)
         spec = spec_for_cube(cube, tile=256, overlap=32, uncertainty=False, run={"bench": 1})
         tiles = list(spec.plan)
@@ -128,13 +129,9 @@ def main() -> None:
         store = open_mosaic(tmp / "mosaic.zarr", spec)
         writes = []
         for tile in tiles:
-            _, inputs, covered = read_tile_inputs(
-                str(cube), tile, candidates, max_dates=args.max_dates
-            )
-            composite = inputs.s2[0].astype(np.float32)
-            products = tile_products(composite, np.zeros_like(composite), inputs.known, covered)
+            products = _products(store, _read(cube, tile, candidates, args.max_dates))
             t0 = time.perf_counter()
-            store.write_tile(tile, {k: products[k] for k in spec.products}, clear_fraction=0.5)
+            store.write_tile(tile, products, clear_fraction=0.5)
             writes.append(time.perf_counter() - t0)
         print(f"write, per tile ms: median {1e3 * statistics.median(writes):.1f}, "
               f"mean {1e3 * statistics.mean(writes):.1f}")  # fmt: skip
@@ -171,11 +168,16 @@ def main() -> None:
                       f"{1e3 * best_write / args.batch:.1f} ms per tile (best of {args.repeats})")  # fmt: skip
 
 
-def _write(store: Any, tile: Tile, read: Any) -> None:
+def _products(store: Any, read: Any) -> dict[str, np.ndarray]:
+    """A tile's products as a task writes them, its first fused date standing for the fill."""
     _, inputs, covered = read
     composite = inputs.s2[0].astype(np.float32)
     products = tile_products(composite, np.zeros_like(composite), inputs.known, covered)
-    store.write_tile(tile, {k: products[k] for k in store.spec.products}, clear_fraction=0.5)
+    return {k: products[k] for k in store.spec.products}
+
+
+def _write(store: Any, tile: Tile, read: Any) -> None:
+    store.write_tile(tile, _products(store, read), clear_fraction=0.5)
 
 
 def _read(cube: Path, tile: Tile, candidates: tuple[int, ...], max_dates: int) -> Any:

@@ -12,6 +12,7 @@ resuming into a store built with different arguments.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 from collections.abc import Callable
@@ -234,6 +235,25 @@ def open_cube(path: str | os.PathLike[str]) -> xr.Dataset:
     }
     opened: xr.Dataset = ds.assign_coords(small)
     return opened
+
+
+def array_handle(path: str, mode: str = "r") -> zarr.Array[Any]:
+    """A handle on the Zarr array at ``path``, opened once per process while it is unchanged.
+
+    Opening reads the array's metadata (~1 ms); an inference task reads four cube arrays and
+    writes four store arrays per tile (a tenth of a tile's read, a fifth of its write,
+    benchmarks/RESULTS.md). Keyed by the metadata file's inode and time, so an array deleted
+    or made again at the same path (a long-lived cluster, another run) is never used through
+    an old handle: a deleted one raises ``FileNotFoundError``, as opening it would.
+    """
+    meta = os.stat(f"{path}/zarr.json")
+    return _open_array(path, mode, meta.st_ino, meta.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=64)
+def _open_array(path: str, mode: str, inode: int, mtime_ns: int) -> zarr.Array[Any]:
+    del inode, mtime_ns  # the cache key only
+    return zarr.open_array(path, mode=mode)
 
 
 def append_variables(path: Path, ds: xr.Dataset, **kwargs: Any) -> None:

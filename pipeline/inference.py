@@ -34,6 +34,7 @@ from clearcube.model.fill import SamplerName, fill_gaps
 from clearcube.model.noise import CoordinateNoise
 from clearcube.model.precision import InferenceNetwork, Precision
 from clearcube.pipeline.cube_masks import CLOUD_BIT, VALID_ATTR, VALID_BIT
+from clearcube.pipeline.cube_store import array_handle
 from clearcube.pipeline.dates import choose_tile_dates, first_clear
 from clearcube.pipeline.mosaic import MosaicStore
 from clearcube.pipeline.provenance import provenance_layers
@@ -185,13 +186,14 @@ def read_tiles_inputs(
             else:
                 spans[(int(date), tile.y0, len(runs))] = [k]
 
-    def read_span(key: tuple[int, int, int]) -> tuple[np.ndarray, np.ndarray]:
+    def read_span(key: tuple[int, int, int]) -> tuple[int, np.ndarray, np.ndarray]:
+        """The span's window of bands and SAR, and its first column."""
         members = [tiles[k] for k in spans[key]]
         rows = slice(members[0].y0, members[0].y1)
         cols = slice(min(t.x0 for t in members), max(t.x1 for t in members))
         s2 = _read(cube_path, "s2", (key[0], slice(None), rows, cols))
         s1 = _read(cube_path, "s1", (key[0], slice(None), rows, cols))
-        return s2, s1
+        return cols.start, s2, s1
 
     keys = list(spans)
     windows = dict(zip(keys, _each(read_span, keys, threads), strict=True))
@@ -200,10 +202,9 @@ def read_tiles_inputs(
     for k, (tile, (picked, known, covered)) in enumerate(zip(tiles, choices, strict=True)):
         parts = []
         for date in index[list(picked)]:
-            key = where[(int(date), k)]
-            x0 = min(tiles[m].x0 for m in spans[key])
+            x0, s2_window, s1_window = windows[where[(int(date), k)]]
             cols = slice(tile.x0 - x0, tile.x1 - x0)
-            parts.append((windows[key][0][:, :, cols], windows[key][1][:, :, cols]))
+            parts.append((s2_window[:, :, cols], s1_window[:, :, cols]))
         s2 = np.stack([a for a, _ in parts])
         s1 = np.stack([b for _, b in parts]).astype(np.float32)
         out.append((picked, TileInputs(s2, s1, known, tile), covered))
@@ -211,24 +212,7 @@ def read_tiles_inputs(
 
 
 def _read(cube_path: str, name: str, selection: tuple[Any, ...]) -> np.ndarray:
-    return np.asarray(_cube_array(cube_path, name).get_orthogonal_selection(selection))
-
-
-def _cube_array(cube_path: str, name: str) -> zarr.Array[Any]:
-    """A read handle on one of the cube's arrays, opened once per process while it is unchanged.
-
-    Opening reads the array's metadata (four arrays per tile, ~1 ms each: a tenth of a tile's
-    read); the handle is keyed by the metadata file's inode and time, so a cube made again at
-    the same path (a long-lived cluster, another run) is opened afresh.
-    """
-    meta = os.stat(f"{cube_path}/{name}/zarr.json")
-    return _open_cube_array(cube_path, name, meta.st_ino, meta.st_mtime_ns)
-
-
-@functools.lru_cache(maxsize=32)
-def _open_cube_array(cube_path: str, name: str, inode: int, mtime_ns: int) -> zarr.Array[Any]:
-    del inode, mtime_ns  # the cache key only
-    return zarr.open_array(f"{cube_path}/{name}", mode="r")
+    return np.asarray(array_handle(f"{cube_path}/{name}").get_orthogonal_selection(selection))
 
 
 @functools.lru_cache(maxsize=2)
@@ -453,6 +437,8 @@ def infer_tiles(jobs: tuple[TileJob, ...]) -> list[TileOutcome]:
         torch.set_num_threads(int(torch_threads))
     specs = {job.model for job in jobs}
     assert len(specs) == 1, "one task samples with one ModelSpec"
+    reads = {(job.cube, job.dates, job.max_dates) for job in jobs}
+    assert len(reads) == 1, "one task reads one cube's candidates"
     outcomes = []
     for group in batched(iter(jobs), _tiles_per_call(jobs[0].model, len(jobs))):
         outcomes += _infer_group(group)
@@ -520,19 +506,10 @@ def _infer_group(
     """
     threads = io_threads(len(jobs))
     first = jobs[0]
-    if all(
-        (j.cube, j.dates, j.max_dates) == (first.cube, first.dates, first.max_dates) for j in jobs
-    ):
-        reads = read_tiles_inputs(
-            first.cube, [j.tile for j in jobs], first.dates, max_dates=first.max_dates,
-            threads=threads,
-        )  # fmt: skip
-    else:  # tasks of one run share cube and candidates; anything else is read tile by tile
-        reads = _each(
-            lambda job: read_tile_inputs(job.cube, job.tile, job.dates, max_dates=job.max_dates),
-            list(jobs),
-            threads,
-        )
+    reads = read_tiles_inputs(
+        first.cube, [j.tile for j in jobs], first.dates, max_dates=first.max_dates,
+        threads=threads,
+    )  # fmt: skip
     results = sample_tiles([inputs for _, inputs, _ in reads], jobs[0].model)
 
     def write(item: tuple[TileJob, Any, Any]) -> tuple[TileJob, tuple[int, ...], Any, Any]:

@@ -27,9 +27,7 @@ one tile at a time.
 
 from __future__ import annotations
 
-import functools
 import json
-import os
 import shutil
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import asdict, dataclass
@@ -43,7 +41,7 @@ from affine import Affine
 from clearcube.errors import BadInputError, ClearcubeError
 from clearcube.fingerprint import fingerprint
 from clearcube.pipeline.blend import Taper, accumulate, weighted
-from clearcube.pipeline.cube_store import CUBE_CODECS, open_cube
+from clearcube.pipeline.cube_store import CUBE_CODECS, array_handle, open_cube
 from clearcube.pipeline.provenance import PROVENANCE
 from clearcube.pipeline.tiles import Tile, TilePlan, plan_tiles, window_grid
 
@@ -160,13 +158,12 @@ class MosaicStore:
                 raise BadInputError(
                     f"tile {tile.index} {name} has shape {data.shape}, expected {expected}"
                 )
-            _tile_array(self.path, f"tiles/{name}")[number] = weighted(  # type: ignore[index]
-                plan, tile, data, taper=spec.taper
-            )
-        recorded = _tile_array(self.path, "tile_clear", optional=True)
-        if clear_fraction is not None and recorded is not None:
-            recorded[number] = float(clear_fraction)
-        _tile_array(self.path, "tile_done")[number] = True  # type: ignore[index]  # last
+            handle = array_handle(f"{self.path}/tiles/{name}", "r+")
+            handle[number] = weighted(plan, tile, data, taper=spec.taper)
+        # tile_clear is absent from stores made before it existed
+        if clear_fraction is not None and Path(self.path, "tile_clear").exists():
+            array_handle(f"{self.path}/tile_clear", "r+")[number] = float(clear_fraction)
+        array_handle(f"{self.path}/tile_done", "r+")[number] = True  # the record comes last
 
     # -- assembly phase --------------------------------------------------------------------
     def output_windows(self) -> Iterator[tuple[slice, slice]]:
@@ -218,30 +215,6 @@ class MosaicStore:
                 f"{self.path} is not complete; assemble it before discarding tiles"
             )
         shutil.rmtree(Path(self.path) / "tiles", ignore_errors=True)
-
-
-def _tile_array(path: str, name: str, *, optional: bool = False) -> zarr.Array[Any] | None:
-    """A writable handle on one of the arrays a tile writes, opened once per process.
-
-    Opening reads the array's metadata (~1.1 ms, four per tile: a fifth of a tile's write,
-    benchmarks/RESULTS.md). The handle is keyed by the metadata file's inode and time, so a
-    store deleted or made again at the same path is never written through an old handle (a
-    deleted one raises ``FileNotFoundError``, as opening it would). ``optional``: None when
-    the array is absent (``tile_clear`` in a store made before it existed).
-    """
-    try:
-        meta = os.stat(f"{path}/{name}/zarr.json")
-    except FileNotFoundError:
-        if optional:
-            return None
-        raise
-    return _open_tile_array(path, name, meta.st_ino, meta.st_mtime_ns)
-
-
-@functools.lru_cache(maxsize=32)
-def _open_tile_array(path: str, name: str, inode: int, mtime_ns: int) -> zarr.Array[Any]:
-    del inode, mtime_ns  # the cache key only
-    return zarr.open_array(f"{path}/{name}", mode="r+")
 
 
 def _create(path: Path, spec: MosaicSpec) -> None:
