@@ -19,6 +19,12 @@ task's worth of tiles (``--batch``) on ``--threads`` threads, read tile by tile 
 (:func:`~clearcube.pipeline.inference.read_tiles_inputs`: neighbours fusing a date share one
 window), then written: a GPU task reads its whole batch before the network call and writes it
 after, and the host's cores are idle meanwhile.
+
+Last, ``task host``: the whole inference task (:func:`~clearcube.pipeline.inference.infer_tiles`,
+``--batch`` tiles per task and per network call, its I/O threads) with the network stood in by
+a function that returns the nearest date at once, after sleeping ``--stand-in-ms`` per tile:
+what a GPU waits for per tile. The scaling the pipeline does on the network's device runs on the
+CPU here, so on a GPU host the figure is smaller by that share.
 """
 
 from __future__ import annotations
@@ -87,6 +93,7 @@ def main() -> None:
     p.add_argument("--max-dates", type=int, default=3, help="L, dates a tile fuses (demo: 3)")
     p.add_argument("--threads", default="1,2,4", help="reader threads for the batch read")
     p.add_argument("--batch", type=int, default=16, help="tiles per batch read (a GPU task)")
+    p.add_argument("--stand-in-ms", type=float, default=0.0, help="stand-in network time per tile")
     args = p.parse_args()
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores")
     with tempfile.TemporaryDirectory() as tmp_name:
@@ -166,6 +173,46 @@ def main() -> None:
                 print(f"batch of {args.batch} tiles on {threads} thread(s), read {how}: "
                       f"{1e3 * best_read / args.batch:.1f}, written "
                       f"{1e3 * best_write / args.batch:.1f} ms per tile (best of {args.repeats})")  # fmt: skip
+        task_host(cube, candidates, args, tmp)
+
+
+def task_host(cube: Path, candidates: tuple[int, ...], args: argparse.Namespace, tmp: Path) -> None:
+    """``infer_tiles`` over 4 tasks of ``--batch`` tiles, the network stood in (module doc)."""
+    from unittest import mock
+
+    import torch
+
+    from clearcube.model.checkpoint import save_checkpoint
+    from clearcube.model.config import preset
+    from clearcube.model.unet import UNet
+    from clearcube.pipeline import inference
+
+    def stand_in(net: Any, cfg: Any, *, observed: torch.Tensor, **_: Any) -> torch.Tensor:
+        time.sleep(args.stand_in_ms / 1e3 * observed.shape[0])
+        return observed[:, 0].clone()
+
+    cfg = preset("cpu-tiny")
+    ckpt = save_checkpoint(tmp / "tiny.pt", UNet(cfg.unet), cfg, step=0)
+    model = inference.ModelSpec(str(ckpt), steps=4, device="cpu", batch=args.batch)
+    spec = spec_for_cube(cube, tile=256, overlap=32, uncertainty=False, run={"bench": 2})
+    tiles = list(spec.plan)
+    best = float("inf")
+    with mock.patch.object(inference, "fill_gaps", stand_in):
+        for r in range(args.repeats):
+            store = open_mosaic(tmp / f"task-{r}.zarr", spec)
+            jobs = [
+                inference.TileJob(str(cube), store, tiles[k % len(tiles)], candidates, model,
+                                  max_dates=args.max_dates)
+                for k in range(4 * args.batch)
+            ]  # fmt: skip
+            inference.infer_tiles(tuple(jobs[:1]))  # loads the network
+            t0 = time.perf_counter()
+            for start in range(0, len(jobs), args.batch):
+                inference.infer_tiles(tuple(jobs[start : start + args.batch]))
+            best = min(best, (time.perf_counter() - t0) / len(jobs))
+    threads = inference.io_threads(args.batch)
+    print(f"task host: {args.batch} tiles per task on {threads} I/O thread(s), stand-in "
+          f"{args.stand_in_ms:g} ms per tile: {1e3 * best:.1f} ms per tile (best of {args.repeats})")  # fmt: skip
 
 
 def _products(store: Any, read: Any) -> dict[str, np.ndarray]:

@@ -14,7 +14,6 @@ import functools
 import logging
 import os
 import time
-import warnings
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -33,8 +32,8 @@ from clearcube.model.data.normalize import s1_to_model, s2_from_model, s2_to_mod
 from clearcube.model.fill import SamplerName, fill_gaps
 from clearcube.model.noise import CoordinateNoise
 from clearcube.model.precision import InferenceNetwork, Precision
+from clearcube.pipeline import chunk_io
 from clearcube.pipeline.cube_masks import CLOUD_BIT, VALID_ATTR, VALID_BIT
-from clearcube.pipeline.cube_store import array_handle
 from clearcube.pipeline.dates import choose_tile_dates, first_clear
 from clearcube.pipeline.mosaic import MosaicStore
 from clearcube.pipeline.provenance import provenance_layers
@@ -212,7 +211,8 @@ def read_tiles_inputs(
 
 
 def _read(cube_path: str, name: str, selection: tuple[Any, ...]) -> np.ndarray:
-    return np.asarray(array_handle(f"{cube_path}/{name}").get_orthogonal_selection(selection))
+    """An orthogonal selection of a cube array, decoded on this thread (:mod:`.chunk_io`)."""
+    return chunk_io.read(f"{cube_path}/{name}", selection)
 
 
 @functools.lru_cache(maxsize=2)
@@ -262,7 +262,9 @@ class TileInputs:
     """Where the tile lies (keys its noise)."""
 
 
-def sample_tiles(tiles: list[TileInputs], spec: ModelSpec) -> list[tuple[np.ndarray, np.ndarray]]:
+def sample_tiles(
+    tiles: list[TileInputs], spec: ModelSpec, *, threads: int = 1
+) -> list[tuple[np.ndarray, np.ndarray]]:
     """:func:`sample_tile` for several tiles, ``spec.batch`` tile-samples per network call.
 
     Every (tile, sample) pair that needs the model is one batch element; pairs of the same
@@ -273,14 +275,18 @@ def sample_tiles(tiles: list[TileInputs], spec: ModelSpec) -> list[tuple[np.ndar
     pixel, so each tile's result is bit-identical whatever the batch size
     (``tests/pipeline/test_inference_batch.py``). On a GPU the batch is one call; whether
     cuDNN keeps it bit-identical is not yet verified (no GPU run since).
+
+    The tiles go to the network's device as they were read (uint16 DN, dB) and are scaled to
+    the model's range there, and the samples come back in DN: on a GPU the host does no
+    per-pixel arithmetic but the clear-pixel mean and the merge, each tile on one of
+    ``threads`` threads (numpy releases the GIL).
     """
+    prepared = _each(lambda item: _clear_mean(item.s2, item.known), tiles, threads)
     results: list[tuple[np.ndarray, np.ndarray] | None] = [None] * len(tiles)
     means: dict[int, tuple[np.ndarray, np.ndarray]] = {}
-    for i, item in enumerate(tiles):
-        clear_mean, seen = _clear_mean(item.s2, item.known)
+    for i, (clear_mean, seen) in enumerate(prepared):
         if seen.all():
-            zeros = np.zeros(clear_mean.shape, dtype=np.float32)
-            results[i] = (clear_mean.astype(np.float32), zeros)
+            results[i] = (clear_mean, np.zeros(clear_mean.shape, dtype=np.float32))
         else:
             means[i] = (clear_mean, seen)
     if not means:
@@ -288,43 +294,66 @@ def sample_tiles(tiles: list[TileInputs], spec: ModelSpec) -> list[tuple[np.ndar
 
     device = resolve_device(spec.device)
     net, cfg, _ = worker_model(spec.checkpoint, device, spec.precision)
-    inputs = {i: _model_inputs(tiles[i], cfg.unet.size_multiple) for i in means}
+    multiple = cfg.unet.size_multiple
     groups: dict[tuple[int, ...], list[tuple[int, int]]] = {}
-    for i, arrays in inputs.items():
-        groups.setdefault(arrays[0].shape, []).extend((i, k) for k in range(spec.samples))
+    for i in means:
+        shape = _padded_shape(tiles[i].s2.shape, multiple)
+        groups.setdefault(shape, []).extend((i, k) for k in range(spec.samples))
     size = spec.batch or auto_batch(net, cfg, device, next(iter(groups)))
     draws: dict[int, list[np.ndarray]] = {i: [] for i in means}
     with torch.inference_mode():
+        uploaded = _each(lambda i: _model_inputs(tiles[i], multiple, device), list(means), threads)
+        inputs = dict(zip(means, uploaded, strict=True))
         for units in groups.values():
             for chunk in batched(iter(units), size):
                 x0 = _fill_batch(net, cfg, chunk, tiles, inputs, spec, device)
                 for (i, _), x in zip(chunk, x0, strict=True):
                     h, w = tiles[i].s2.shape[-2:]
-                    draws[i].append(s2_from_model(x[:, :h, :w].float().cpu().numpy()))
-    for i, (clear_mean, seen) in means.items():
+                    draws[i].append(s2_from_model(x[:, :h, :w].float()).cpu().numpy())
+
+    def merge(i: int) -> tuple[np.ndarray, np.ndarray]:
+        clear_mean, seen = means[i]
+        if spec.samples == 1:  # the mean of one sample is itself, its spread zero
+            return np.where(seen[None], clear_mean, draws[i][0]), np.zeros_like(clear_mean)
         stack = np.stack(draws[i])  # samples in order k = 0..K-1
-        spread = stack.std(axis=0) if spec.samples > 1 else np.zeros_like(stack[0])
         composite = np.where(seen[None], clear_mean, stack.mean(axis=0))
-        spread = np.where(seen[None], 0.0, spread)
-        results[i] = (composite.astype(np.float32), spread.astype(np.float32))
+        spread = np.where(seen[None], np.float32(0.0), stack.std(axis=0))
+        return composite.astype(np.float32), spread.astype(np.float32)
+
+    for i, merged in zip(means, _each(merge, list(means), threads), strict=True):
+        results[i] = merged
     return [r for r in results if r is not None]
 
 
-def _model_inputs(item: TileInputs, multiple: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """``(observed, sar, known)`` of one tile in model space, padded to sides of ``multiple``.
+def _padded_shape(shape: tuple[int, ...], multiple: int) -> tuple[int, ...]:
+    """``(L, C, h, w)`` with ``h`` and ``w`` rounded up to ``multiple`` (the U-Net's need)."""
+    *lead, h, w = shape
+    return (*lead, h + -h % multiple, w + -w % multiple)
+
+
+def _model_inputs(
+    item: TileInputs, multiple: int, device: str
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(observed, sar, known)`` of one tile on ``device`` in model space, padded to ``multiple``.
 
     The U-Net needs sides divisible by 2^(levels-1); a region smaller than a tile gives a tile
     of any size, so the data is reflected into the padding, which is marked unknown (cropped
-    after).
+    after). The DN go to the device as uint16 (half the bytes of float32) and are scaled there.
     """
     h, w = item.s2.shape[-2:]
-    pad = ((0, 0), (0, 0), (0, -h % multiple), (0, -w % multiple))
-    s2 = np.pad(item.s2, pad, mode="reflect")
-    s1 = np.pad(item.s1, pad, mode="reflect")
-    known = np.pad(item.known, pad[1:], mode="constant", constant_values=False)
-    observed = s2_to_model(s2.astype(np.float32))
-    sar = _fill_missing_sar(s1_to_model(s1)).astype(np.float32)
-    return observed, sar, known
+    s2, s1, known = item.s2, np.asarray(item.s1, dtype=np.float32), item.known
+    if h % multiple or w % multiple:  # rare (a small region), so done on the host
+        pad = ((0, 0), (0, 0), (0, -h % multiple), (0, -w % multiple))
+        s2 = np.pad(s2, pad, mode="reflect")
+        s1 = np.pad(s1, pad, mode="reflect")
+        known = np.pad(known, pad[1:], mode="constant", constant_values=False)
+
+    def put(a: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(np.ascontiguousarray(a)).to(device)
+
+    observed = s2_to_model(put(s2))
+    sar = _fill_missing_sar(s1_to_model(put(s1)))
+    return observed, sar, put(np.asarray(known, dtype=bool))
 
 
 def _fill_batch(
@@ -332,14 +361,14 @@ def _fill_batch(
     cfg: Any,
     chunk: tuple[tuple[int, int], ...],
     tiles: list[TileInputs],
-    inputs: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]],
+    inputs: dict[int, tuple[torch.Tensor, torch.Tensor, torch.Tensor]],
     spec: ModelSpec,
     device: str,
 ) -> torch.Tensor:
     """One :func:`fill_gaps` call over the (tile, sample) pairs of ``chunk``: ``(B, C, H, W)``."""
 
     def stacked(part: int) -> torch.Tensor:
-        return torch.from_numpy(np.stack([inputs[i][part] for i, _ in chunk])).to(device)
+        return torch.stack([inputs[i][part] for i, _ in chunk])
 
     noise = CoordinateNoise(
         spec.seed,
@@ -403,33 +432,44 @@ def auto_batch(net: Any, cfg: Any, device: str, shape: tuple[int, ...]) -> int:
 
 
 def _clear_mean(s2: np.ndarray, known: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``(mean DN of each pixel's clear observations (C, h, w), seen (h, w))``."""
+    """``(mean DN of each pixel's clear observations (C, h, w) float32, seen (h, w))``.
+
+    Summed in float32: DN are integers below 2^16, so the sum of up to 256 dates is exact,
+    and one float32 division rounds as the float64 quotient rounded to float32 would (double
+    rounding is innocuous for division when 53 >= 2 * 24 + 2): the float64 mean, cast.
+    """
     known = np.asarray(known, dtype=bool)
+    total = np.zeros(s2.shape[1:], dtype=np.float32)
+    for date, clear in zip(s2, known, strict=True):
+        np.add(total, date, out=total, where=clear[None])
     count = known.sum(axis=0)
-    total = np.einsum("lchw,lhw->chw", s2.astype(np.float64), known.astype(np.float64))
-    return total / np.maximum(count, 1)[None], count > 0
+    return total / np.maximum(count, 1).astype(np.float32)[None], count > 0
 
 
-def _fill_missing_sar(sar: np.ndarray) -> np.ndarray:
+def _fill_missing_sar(sar: torch.Tensor) -> torch.Tensor:
     """``(L, Cs, h, w)`` SAR with each date's missing values filled.
 
     A missing value (NaN: no S1 pair) is taken from the mean of the dates that have one, so the
     dates' mean (Eq. 20) is the mean of real SAR; the middle of the range (0) only where no date
-    has SAR.
+    has SAR. The mean is computed as ``np.nanmean`` does (dates summed in order in float32,
+    divided in float64), so the CPU gives the values the numpy version gave.
     """
-    with np.errstate(invalid="ignore"), warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN pixels: handled below
-        mean = np.nanmean(sar, axis=0, keepdims=True)
-    filled = np.where(np.isnan(sar), mean, sar)
-    return np.nan_to_num(filled, nan=0.0).astype(np.float32)
+    missing = sar.isnan()
+    present = torch.where(missing, 0.0, sar)
+    total = present[0].clone()
+    for date in present[1:]:
+        total += date
+    count = (~missing).sum(dim=0)
+    mean = (total.double() / count.double()).float()  # 0 / 0: NaN where no date has SAR
+    return torch.nan_to_num(torch.where(missing, mean, sar), nan=0.0)
 
 
 def infer_tiles(jobs: tuple[TileJob, ...]) -> list[TileOutcome]:
     """The Dask task: read, sample (batched, :func:`sample_tiles`), write and report a few tiles.
 
-    Each tile is written to the store on its own as soon as the batch is done, so a resumed run
-    skips exactly the finished tiles. ``seconds`` of each outcome is the task's wall time shared
-    evenly among its tiles.
+    Each tile is written to the store on its own as soon as its batch is done, so a resumed run
+    skips exactly the finished tiles. ``seconds`` of each outcome is the task's wall
+    time shared evenly among its tiles.
     """
     start = time.perf_counter()
     torch_threads = os.environ.get("CLEARCUBE_TORCH_THREADS")
@@ -439,9 +479,8 @@ def infer_tiles(jobs: tuple[TileJob, ...]) -> list[TileOutcome]:
     assert len(specs) == 1, "one task samples with one ModelSpec"
     reads = {(job.cube, job.dates, job.max_dates) for job in jobs}
     assert len(reads) == 1, "one task reads one cube's candidates"
-    outcomes = []
-    for group in batched(iter(jobs), _tiles_per_call(jobs[0].model, len(jobs))):
-        outcomes += _infer_group(group)
+    groups = list(batched(iter(jobs), _tiles_per_call(jobs[0].model, len(jobs))))
+    outcomes = _run_groups(groups, io_threads(len(groups[0])))
     seconds = (time.perf_counter() - start) / len(jobs)
     worker = _worker_address()
     return [
@@ -496,23 +535,50 @@ def _each(fn: Callable[[Any], Any], items: list[Any], threads: int) -> list[Any]
         return list(pool.map(fn, items))
 
 
-def _infer_group(
-    jobs: tuple[TileJob, ...],
-) -> list[tuple[TileJob, tuple[int, ...], Any, Any]]:
-    """Read, sample and write ``jobs``: ``(job, picked dates, seen, covered)`` per tile.
+Outcome = tuple[TileJob, tuple[int, ...], Any, Any]
+"""``(job, picked dates, seen, covered)`` of one written tile."""
 
-    The tiles are read and written on :func:`io_threads` threads (each tile its own chunks in
-    the cube and the store); what is computed does not depend on it.
+
+def _run_groups(groups: list[tuple[TileJob, ...]], threads: int) -> list[Outcome]:
+    """Read, sample and write each group of tiles in turn, each step on ``threads`` threads.
+
+    Overlapping the next group's read and the last one's write with the network call was
+    measured and left out: on the 2-core machine, with a stand-in network that sleeps 15 ms a
+    tile, it took 44 ms a tile against 38 ms in turn (benchmarks/RESULTS.md, session 16).
     """
-    threads = io_threads(len(jobs))
+    out: list[Outcome] = []
+    for group in groups:
+        reads = _read_group(group, threads)
+        out += _write_group(group, reads, _sample_group(group, reads, threads), threads)
+    return out
+
+
+Reads = list[tuple[tuple[int, ...], TileInputs, np.ndarray]]
+
+
+def _read_group(jobs: tuple[TileJob, ...], threads: int) -> Reads:
     first = jobs[0]
-    reads = read_tiles_inputs(
+    return read_tiles_inputs(
         first.cube, [j.tile for j in jobs], first.dates, max_dates=first.max_dates,
         threads=threads,
     )  # fmt: skip
-    results = sample_tiles([inputs for _, inputs, _ in reads], jobs[0].model)
 
-    def write(item: tuple[TileJob, Any, Any]) -> tuple[TileJob, tuple[int, ...], Any, Any]:
+
+def _sample_group(
+    jobs: tuple[TileJob, ...], reads: Reads, threads: int
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    return sample_tiles([inputs for _, inputs, _ in reads], jobs[0].model, threads=threads)
+
+
+def _write_group(
+    jobs: tuple[TileJob, ...],
+    reads: Reads,
+    results: list[tuple[np.ndarray, np.ndarray]],
+    threads: int,
+) -> list[Outcome]:
+    """Write each tile's products to the store on one of ``threads`` threads."""
+
+    def write(item: tuple[TileJob, Any, Any]) -> Outcome:
         job, (picked, inputs, cover), (composite, spread) = item
         seen = inputs.known.any(axis=0)
         products = tile_products(composite, spread, inputs.known, cover)

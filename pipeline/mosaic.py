@@ -40,8 +40,9 @@ from affine import Affine
 
 from clearcube.errors import BadInputError, ClearcubeError
 from clearcube.fingerprint import fingerprint
+from clearcube.pipeline import chunk_io
 from clearcube.pipeline.blend import Taper, accumulate, weighted
-from clearcube.pipeline.cube_store import CUBE_CODECS, array_handle, open_cube
+from clearcube.pipeline.cube_store import CUBE_CODECS, open_cube
 from clearcube.pipeline.provenance import PROVENANCE
 from clearcube.pipeline.tiles import Tile, TilePlan, plan_tiles, window_grid
 
@@ -158,12 +159,15 @@ class MosaicStore:
                 raise BadInputError(
                     f"tile {tile.index} {name} has shape {data.shape}, expected {expected}"
                 )
-            handle = array_handle(f"{self.path}/tiles/{name}", "r+")
-            handle[number] = weighted(plan, tile, data, taper=spec.taper)
+            chunk_io.write_chunk(
+                f"{self.path}/tiles/{name}",
+                (number, 0, 0, 0),
+                weighted(plan, tile, data, taper=spec.taper),
+            )
         # tile_clear is absent from stores made before it existed
         if clear_fraction is not None and Path(self.path, "tile_clear").exists():
-            array_handle(f"{self.path}/tile_clear", "r+")[number] = float(clear_fraction)
-        array_handle(f"{self.path}/tile_done", "r+")[number] = True  # the record comes last
+            chunk_io.write_element(f"{self.path}/tile_clear", (number,), float(clear_fraction))
+        chunk_io.write_element(f"{self.path}/tile_done", (number,), True)  # the record comes last
 
     # -- assembly phase --------------------------------------------------------------------
     def output_windows(self) -> Iterator[tuple[slice, slice]]:

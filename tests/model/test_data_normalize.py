@@ -36,3 +36,15 @@ def test_s1_round_trip(v):
 
 def test_inverse_clips_model_values():
     np.testing.assert_allclose(s2_from_model(np.array([-3.0, 3.0])), [0, 10000])
+
+
+def test_torch_scales_every_dn_and_db_to_the_bit_numpy_gives() -> None:
+    """The pipeline scales tiles on the network's device; the CPU must give numpy's values."""
+    dn = np.arange(2**16, dtype=np.uint16)  # every DN there is
+    np.testing.assert_array_equal(s2_to_model(torch.from_numpy(dn)).numpy(), s2_to_model(dn))
+    rng = np.random.default_rng(0)
+    db = rng.normal(-12.0, 10.0, 1_000_000).astype(np.float32)
+    db[::97] = np.nan
+    np.testing.assert_array_equal(s1_to_model(torch.from_numpy(db)).numpy(), s1_to_model(db))
+    x = rng.uniform(-1.5, 1.5, 1_000_000).astype(np.float32)
+    np.testing.assert_array_equal(s2_from_model(torch.from_numpy(x)).numpy(), s2_from_model(x))
