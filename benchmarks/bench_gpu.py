@@ -235,43 +235,16 @@ def region(args: argparse.Namespace, device: str, name: str) -> None:
     )
 
 
-def _cloudy_copy(cube: Path, dest: Path, tile: int) -> Path:
-    """``cube`` copied with a cloud disc over ~50 % of every tile on every date.
-
-    The demo's dates between them see every pixel, so its tiles would need no network call;
-    with the discs the model runs on every tile, as in ``region``.
-    """
-    import shutil
-
-    import zarr
-
-    shutil.copytree(cube, dest)
-    cloud = zarr.open_array(dest / "cloud", mode="r+")
-    height, width = cloud.shape[-2:]
-    stride = tile - 32
-    yy, xx = np.mgrid[:height, :width]
-    disc = (yy % stride - tile / 2) ** 2 + (xx % stride - tile / 2) ** 2 < (0.4 * tile) ** 2
-    for i in range(cloud.shape[0]):
-        cloud[i] = np.asarray(cloud[i], dtype=bool) | disc
-    # the tiles choose their dates from mask_state: write the new clouds into it, as the mask
-    # stage would have
-    from clearcube.pipeline.cube_masks import VALID_ATTR, clear_fractions
-
-    group = zarr.open_group(dest, mode="r+")
-    clear_fractions(group, [int(i) for i in group.attrs[VALID_ATTR]], record=True)  # type: ignore[union-attr]
-    return dest
-
-
 def tasks(args: argparse.Namespace, device: str, name: str) -> None:
     """The region through the pipeline's task function, with the cube's reads and the store's writes.
 
     ``clearcube.pipeline.inference.infer_tiles`` (what a worker runs) over ``--region-tiles``
     jobs of the demo's 25 tiles over and over (the cube from ``clearcube demo``, or ``--cube``,
-    made cloudy by :func:`_cloudy_copy`), ``--tiles-per-task`` per call, into one mosaic store.
+    made cloudy by ``bench_tile_io.cloudy_copy``), ``--tiles-per-task`` per call, into one mosaic store.
     Not in it: the scheduler and the cluster (benchmarks/bench_scheduling.py).
     """
     import zarr
-    from bench_tile_io import demo_cube  # beside this script
+    from bench_tile_io import cloudy_copy, demo_cube  # beside this script
 
     from clearcube.pipeline.cube_masks import VALID_ATTR
     from clearcube.pipeline.inference import TileJob, _tiles_per_call, infer_tiles, io_threads
@@ -279,7 +252,7 @@ def tasks(args: argparse.Namespace, device: str, name: str) -> None:
 
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
-        cube = _cloudy_copy(args.cube or demo_cube(tmp), tmp / "cloudy.zarr", args.tile)
+        cube = cloudy_copy(args.cube or demo_cube(tmp), tmp / "cloudy.zarr", args.tile)
         cfg = preset(name)
         torch.manual_seed(0)
         ckpt = save_checkpoint(tmp / f"{name}.pt", UNet(cfg.unet), cfg, step=0)
