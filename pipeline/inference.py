@@ -140,7 +140,8 @@ def read_tiles_inputs(
     every candidate's validity and cloud mask, which the mask stage wrote into the cube's
     ``mask_state`` (one chunk per 256 px block and 16 dates); the 13 bands and the SAR are
     then read for the chosen dates only (demo cube, 9 candidates, up to 3 fused: 94 -> 13 ms a
-    tile, benchmarks/RESULTS.md, session 15). Neighbouring tiles of one row that fuse the same
+    tile, session 15; 6.7 ms with the chunks decoded by :mod:`.chunk_io`, session 16,
+    benchmarks/RESULTS.md). Neighbouring tiles of one row that fuse the same
     date are read as one window, so the Zarr chunks they share (a 256 px tile at a 224 px
     stride spans four 256 px chunks) are decoded once. ``threads`` read the windows at once.
 
@@ -513,8 +514,9 @@ def io_threads(tiles: int) -> int:
     """Threads that read (and then write) the ``tiles`` of one network call at once.
 
     A GPU task reads its whole batch before the call and writes it after, while the host's
-    cores wait; one tile's read and write take ~20 ms of one core (bench_tile_io.py), more than
-    a tile's share of a GPU call should. ``CLEARCUBE_IO_THREADS`` overrides the default of one
+    cores wait; one tile's read and write take ~12 ms of one core (bench_tile_io.py), most of a
+    tile's ~15 ms share of a GPU call. The chunks are decoded and encoded off the GIL
+    (:mod:`.chunk_io`), so the threads overlap. ``CLEARCUBE_IO_THREADS`` overrides the default of one
     per core, at most 8. A CPU task's call holds one tile: no threads.
     """
     configured = os.environ.get("CLEARCUBE_IO_THREADS")
