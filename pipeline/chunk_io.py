@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import functools
 import itertools
+import json
 import math
 import os
 import threading
@@ -60,23 +61,20 @@ class ChunkLayout:
 def layout(path: str) -> ChunkLayout | None:
     """The array's layout when this module can read and write it itself, else None (use zarr).
 
-    Cached per process while the metadata file is unchanged (keyed like
-    :func:`~clearcube.pipeline.cube_store.array_handle`).
+    Parsed once per process per metadata text: the file (~1 KB) is read on every call, so an
+    array made again at the same path is never read with the old one's layout.
     """
     try:
-        meta = os.stat(os.path.join(path, "zarr.json"))
+        with open(os.path.join(path, "zarr.json"), "rb") as f:
+            text = f.read()
     except (FileNotFoundError, NotADirectoryError):
         return None
-    return _layout(path, meta.st_ino, meta.st_mtime_ns)
+    return _layout(path, text)
 
 
 @functools.lru_cache(maxsize=64)
-def _layout(path: str, inode: int, mtime_ns: int) -> ChunkLayout | None:
-    del inode, mtime_ns  # the cache key only
-    import json
-
-    with open(os.path.join(path, "zarr.json"), encoding="utf-8") as f:
-        meta = json.load(f)
+def _layout(path: str, text: bytes) -> ChunkLayout | None:
+    meta = json.loads(text)
     grid, keys = meta.get("chunk_grid", {}), meta.get("chunk_key_encoding", {})
     supported = (
         meta.get("zarr_format") == 3
@@ -146,6 +144,8 @@ def read(path: str, selection: Selection) -> np.ndarray:
     array of ints (any order, repeats allowed); missing trailing entries are whole axes.
     Arrays this module does not handle, and steps other than 1, are read by zarr.
     """
+    if not isinstance(selection, tuple):
+        selection = (selection,)
     spec = layout(path)
     axes = _axes(spec, selection) if spec is not None else None
     if spec is None or axes is None:
@@ -163,21 +163,32 @@ def read(path: str, selection: Selection) -> np.ndarray:
 
 
 def write_chunk(path: str, index: tuple[int, ...], data: np.ndarray) -> None:
-    """Replace the whole chunk at grid position ``index`` with ``data`` (the chunk's shape).
+    """Replace the whole chunk at grid position ``index`` with ``data``.
 
-    Encoded on this thread and renamed into place; arrays this module does not handle are
-    written by zarr.
+    ``data`` is the chunk's part inside the array (the chunk's shape but at the array's far
+    edges; axes of length 1 may be left out). Encoded on this thread and renamed into place;
+    arrays this module does not handle are written by zarr.
     """
     spec = layout(path)
+    handle = array_handle(path, "r+") if spec is None else None
+    shape = spec.shape if spec is not None else handle.shape  # type: ignore[union-attr]
+    chunks = spec.chunks if spec is not None else handle.chunks  # type: ignore[union-attr]
+    if len(index) != len(shape) or any(
+        not 0 <= i < -(-n // c) for i, c, n in zip(index, chunks, shape, strict=True)
+    ):
+        raise IndexError(f"chunk {index} is outside the grid of {path} ({shape} in {chunks})")
+    region = tuple(
+        slice(i * c, min((i + 1) * c, n)) for i, c, n in zip(index, chunks, shape, strict=True)
+    )
+    values = np.asarray(data).reshape(tuple(r.stop - r.start for r in region))
     if spec is None:
-        handle = array_handle(path, "r+")
-        region = tuple(
-            slice(i * c, min((i + 1) * c, n))
-            for i, c, n in zip(index, handle.chunks, handle.shape, strict=True)
-        )
-        handle[region] = np.asarray(data).reshape(tuple(s.stop - s.start for s in region))
+        handle[region] = values  # type: ignore[index]
         return
-    block = np.ascontiguousarray(data, dtype=spec.dtype).reshape(spec.chunks)
+    if values.shape == spec.chunks:
+        block = np.ascontiguousarray(values, dtype=spec.dtype)
+    else:  # an edge chunk is stored whole, the fill beyond the edge
+        block = np.full(spec.chunks, spec.fill, dtype=spec.dtype)
+        block[tuple(slice(0, r.stop - r.start) for r in region)] = values
     raw = block.tobytes() if spec.codec is None else spec.codec.encode(block)
     key = spec.key(index)
     os.makedirs(os.path.dirname(key), exist_ok=True)
@@ -223,6 +234,8 @@ def _axes(spec: ChunkLayout, selection: Selection) -> list[tuple[np.ndarray, boo
             if step != 1:
                 return None
             axes.append((np.arange(start, max(start, stop)), False))
+        elif isinstance(sel, (bool, np.bool_)):
+            return None  # zarr refuses it; do as it does
         elif isinstance(sel, (int, np.integer)):
             axes.append((_in_bounds(np.array([int(sel)]), size), True))
         else:

@@ -238,21 +238,22 @@ def open_cube(path: str | os.PathLike[str]) -> xr.Dataset:
 
 
 def array_handle(path: str, mode: str = "r") -> zarr.Array[Any]:
-    """A handle on the Zarr array at ``path``, opened once per process while it is unchanged.
+    """A handle on the Zarr array at ``path``, opened once per process per metadata text.
 
-    Opening reads the array's metadata (~1 ms); an inference task reads four cube arrays and
-    writes four store arrays per tile (a tenth of a tile's read, a fifth of its write,
-    benchmarks/RESULTS.md). Keyed by the metadata file's inode and time, so an array deleted
-    or made again at the same path (a long-lived cluster, another run) is never used through
-    an old handle: a deleted one raises ``FileNotFoundError``, as opening it would.
+    Opening reads and parses the array's metadata (~1 ms); an inference task reads four cube
+    arrays and writes four store arrays per tile. The metadata file is read on every call
+    (tens of µs), so an array made again at the same path with other metadata is never used
+    through an old handle (an inode and mtime key could be reused within one timestamp tick);
+    a deleted one raises ``FileNotFoundError``, as opening it would.
     """
-    meta = os.stat(f"{path}/zarr.json")
-    return _open_array(path, mode, meta.st_ino, meta.st_mtime_ns)
+    with open(f"{path}/zarr.json", "rb") as f:
+        text = f.read()
+    return _open_array(path, mode, text)
 
 
 @functools.lru_cache(maxsize=64)
-def _open_array(path: str, mode: str, inode: int, mtime_ns: int) -> zarr.Array[Any]:
-    del inode, mtime_ns  # the cache key only
+def _open_array(path: str, mode: str, text: bytes) -> zarr.Array[Any]:
+    del text  # the cache key only
     return zarr.open_array(path, mode=mode)
 
 

@@ -342,7 +342,8 @@ def _model_inputs(
     after). The DN go to the device as uint16 (half the bytes of float32) and are scaled there.
     """
     h, w = item.s2.shape[-2:]
-    s2, s1, known = item.s2, np.asarray(item.s1, dtype=np.float32), item.known
+    s2 = item.s2 if item.s2.dtype == np.uint16 else item.s2.astype(np.float32, copy=False)
+    s1, known = np.asarray(item.s1, dtype=np.float32), item.known
     if h % multiple or w % multiple:  # rare (a small region), so done on the host
         pad = ((0, 0), (0, 0), (0, -h % multiple), (0, -w % multiple))
         s2 = np.pad(s2, pad, mode="reflect")

@@ -23,7 +23,10 @@ _A = TypeVar("_A", np.ndarray, torch.Tensor)
 def _to_unit(x: _A, lo: float, hi: float) -> _A:
     if isinstance(x, torch.Tensor):
         xf = x.float() if not x.is_floating_point() else x
-        return (xf.clamp(lo, hi) - lo) / (hi - lo) * 2.0 - 1.0
+        # a divisor tensor, not a Python number: CUDA turns division by a number into a
+        # multiplication by its reciprocal (one ulp off); this is numpy's division on any device
+        span = torch.tensor(hi - lo, dtype=xf.dtype, device=xf.device)
+        return (xf.clamp(lo, hi) - lo) / span * 2.0 - 1.0
     return ((np.clip(np.asarray(x, dtype=np.float32), lo, hi) - lo) / (hi - lo) * 2.0 - 1.0).astype(
         np.float32
     )

@@ -85,13 +85,13 @@ def test_written_chunks_are_what_zarr_reads_back(
     a, expected = _array(tmp_path / "a.zarr", dtype, fill, compressors)
     rng = np.random.default_rng(1)
     for index in [(0, 0, 0, 0), (1, 0, 2, 2), (2, 0, 1, 1)]:  # an edge chunk; a missing one
-        block = (rng.random(a.chunks) * 1000).astype(dtype)
-        chunk_io.write_chunk(path, index, block)
         region = tuple(
             slice(i * c, min((i + 1) * c, n))
             for i, c, n in zip(index, a.chunks, a.shape, strict=True)
         )
-        expected[region] = block[tuple(slice(0, r.stop - r.start) for r in region)]
+        block = (rng.random(tuple(r.stop - r.start for r in region)) * 1000).astype(dtype)
+        chunk_io.write_chunk(path, index, block)  # the chunk's part inside the array
+        expected[region] = block
     np.testing.assert_array_equal(zarr.open_array(path, mode="r")[...], expected)
     assert not list(tmp_path.rglob("*.partial"))  # renamed into place, nothing left over
 
@@ -148,3 +148,57 @@ def test_an_index_outside_the_array_is_refused_as_zarr_refuses_it(tmp_path: Path
             chunk_io.read(path, sel)
         with pytest.raises(IndexError):
             zarr.open_array(path, mode="r").get_orthogonal_selection(sel)
+
+
+def test_both_write_paths_take_the_same_data_and_refuse_chunks_off_the_grid(tmp_path: Path) -> None:
+    """Direct (zstd) and through zarr (gzip): an edge chunk's in-array part; no stray files."""
+    zarr.create_array(tmp_path / "done.zarr", shape=(6,), chunks=(1,), dtype="bool")
+    for codec in (ZstdCodec(level=0), GzipCodec()):
+        path = str(tmp_path / f"{codec.__class__.__name__}.zarr")
+        a = zarr.create_array(path, shape=(6, 5), chunks=(4, 4), dtype="int16", fill_value=-1,
+                              compressors=(codec,))  # fmt: skip
+        chunk_io.write_chunk(path, (1, 1), np.array([[7], [8]], dtype=np.int16))
+        np.testing.assert_array_equal(a[4:, 4:], [[7], [8]])
+        assert (a[:4, :4] == -1).all()
+        for index in [(-1, 0), (2, 0), (0, 2), (0,)]:
+            with pytest.raises(IndexError):
+                chunk_io.write_chunk(path, index, np.zeros((4, 4), dtype=np.int16))
+        with pytest.raises(IndexError):
+            chunk_io.write_element(str(tmp_path / "done.zarr"), (-1,), True)
+        assert sorted(p.name for p in Path(path, "c").iterdir()) == ["1"]
+
+
+def test_a_selection_that_is_not_a_tuple_reads_as_zarr_reads_it(tmp_path: Path) -> None:
+    path = str(tmp_path / "a.zarr")
+    a = zarr.create_array(path, shape=(5, 4), chunks=(2, 2), dtype="uint8")
+    a[...] = np.arange(20, dtype=np.uint8).reshape(5, 4)
+    for sel in [[3, 1], np.array([4, 0, 4]), 2, -1, slice(1, 4)]:
+        np.testing.assert_array_equal(chunk_io.read(path, sel), a.get_orthogonal_selection(sel))
+    for bad in [(True,), (np.bool_(False),)]:
+        with pytest.raises(IndexError):
+            chunk_io.read(path, bad)
+
+
+def test_metadata_rewritten_within_one_timestamp_tick_is_not_taken_for_the_old(
+    tmp_path: Path,
+) -> None:
+    """Same inode, same mtime (a coarse-clock file system), other metadata: read as it is now."""
+    import os
+
+    from clearcube.pipeline.cube_store import array_handle
+
+    old, new = str(tmp_path / "old.zarr"), str(tmp_path / "new.zarr")
+    zarr.create_array(old, shape=(4,), chunks=(2,), dtype="uint8")[...] = 7
+    zarr.create_array(new, shape=(4,), chunks=(4,), dtype="float32")[...] = 0.5
+    assert chunk_io.read(old, ()).tolist() == [7] * 4 and array_handle(old).dtype == np.uint8
+    meta = Path(old, "zarr.json")
+    stat = meta.stat()
+    with open(meta, "r+b") as f:  # in place: the inode stays
+        f.write(Path(new, "zarr.json").read_bytes())
+        f.truncate()
+    for chunk in Path(new, "c").iterdir():
+        os.replace(chunk, Path(old, "c", chunk.name))
+    os.utime(meta, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert meta.stat().st_ino == stat.st_ino and meta.stat().st_mtime_ns == stat.st_mtime_ns
+    assert chunk_io.read(old, ()).tolist() == [0.5] * 4
+    assert array_handle(old).dtype == np.float32

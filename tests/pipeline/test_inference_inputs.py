@@ -6,6 +6,7 @@ import warnings
 
 import numpy as np
 import pytest
+import torch
 
 from clearcube.model.data.normalize import s1_to_model, s2_to_model
 from clearcube.pipeline.inference import TileInputs, _clear_mean, _model_inputs
@@ -50,3 +51,12 @@ def test_model_inputs_are_the_numpy_scaling_of_the_padded_tile(h: int, w: int) -
     np.testing.assert_array_equal(sar, want_s1)
     np.testing.assert_array_equal(known, np.pad(item.known, pad[1:]))
     assert not known[:, h:].any() and not known[:, :, w:].any()
+
+
+def test_float_dn_go_to_the_network_as_float32() -> None:
+    """``sample_tile`` takes DN of any dtype; the network's inputs are float32 all the same."""
+    item = _tile(16, 16, 2)
+    as_float = TileInputs(item.s2.astype(np.float64), item.s1, item.known, item.tile)
+    want, got = _model_inputs(item, 8, "cpu")[0], _model_inputs(as_float, 8, "cpu")[0]
+    assert got.dtype == want.dtype == torch.float32
+    np.testing.assert_array_equal(got.numpy(), want.numpy())
