@@ -176,7 +176,11 @@ class MosaicStore:
         yield from window_grid(plan.height, plan.width, chunk, chunk)
 
     def assemble_window(self, rows: slice, cols: slice) -> None:
-        """Sum the pre-weighted tiles over one output window and write it to every product."""
+        """Sum the pre-weighted tiles over one output window and write it to every product.
+
+        A window of :meth:`output_windows` is one output chunk, written whole off zarr's event
+        loop (:mod:`.chunk_io`); any other window goes through zarr.
+        """
         plan, spec = self.spec.plan, self.spec
         tiles = plan.intersecting(rows, cols)
         numbers = np.array([plan.number(t) for t in tiles])
@@ -189,16 +193,22 @@ class MosaicStore:
                 f"window rows {rows.start}:{rows.stop} cols {cols.start}:{cols.stop} still needs "
                 f"{len(missing)} tiles (first {missing[0]}); finish the tile phase first"
             )
+        c = spec.chunk
+        whole = (rows.stop - rows.start, cols.stop - cols.start) == (
+            min(c, plan.height - rows.start),
+            min(c, plan.width - cols.start),
+        ) and not (rows.start % c or cols.start % c)
+        chunk = (0, rows.start // c, cols.start // c)
         for name in spec.products:
             shape = (spec.band_count(name), rows.stop - rows.start, cols.stop - cols.start)
-            scratch = self._array(f"tiles/{name}", "r")
             acc = np.zeros(shape, dtype=np.float64)
             for tile in tiles:
-                data = scratch[plan.number(tile)]
-                accumulate(
-                    acc, None, np.asarray(data), tile, weight=None, origin=(rows.start, cols.start)
-                )
-            self._array(name)[:, rows, cols] = acc.astype(np.float32)
+                data = chunk_io.read(f"{self.path}/tiles/{name}", (plan.number(tile),))
+                accumulate(acc, None, data, tile, weight=None, origin=(rows.start, cols.start))
+            if whole:
+                chunk_io.write_chunk(f"{self.path}/{name}", chunk, acc.astype(np.float32))
+            else:  # a window of another shape: zarr's read-modify-write of the chunks it meets
+                self._array(name)[:, rows, cols] = acc.astype(np.float32)
 
     @property
     def complete(self) -> bool:

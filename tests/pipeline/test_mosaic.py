@@ -51,6 +51,20 @@ def test_assembled_store_equals_in_memory_blend(tmp_path: Path) -> None:
         np.testing.assert_allclose(store.array(name)[:], expected, atol=1e-6)
 
 
+def test_windows_other_than_the_output_chunks_assemble_the_same_values(tmp_path: Path) -> None:
+    """Output chunks are written whole off zarr; any other window through zarr: one result."""
+    chunks, other = (open_mosaic(tmp_path / f"{n}.zarr", _spec()) for n in ("a", "b"))
+    for store in (chunks, other):
+        fill_mosaic(store, _tile_products)
+    assemble(chunks)  # 48 px windows, the store's chunks: 4 x 4 of them, the last ones cut
+    for rows in (slice(0, 70), slice(70, 150)):
+        for cols in (slice(0, 100), slice(100, 190)):
+            other.assemble_window(rows, cols)
+    for name in ("composite", "uncertainty"):
+        np.testing.assert_array_equal(chunks.array(name)[:], other.array(name)[:])
+        assert np.isfinite(chunks.array(name)[:]).all()
+
+
 def test_interrupted_run_resumes_and_computes_only_the_rest(tmp_path: Path) -> None:
     k, calls = 7, []
 
