@@ -183,19 +183,8 @@ def write_chunk(path: str, index: tuple[int, ...], data: np.ndarray) -> None:
     values = np.asarray(data).reshape(tuple(r.stop - r.start for r in region))
     if spec is None:
         handle[region] = values  # type: ignore[index]
-        return
-    if values.shape == spec.chunks:
-        block = np.ascontiguousarray(values, dtype=spec.dtype)
-    else:  # an edge chunk is stored whole, the fill beyond the edge
-        block = np.full(spec.chunks, spec.fill, dtype=spec.dtype)
-        block[tuple(slice(0, r.stop - r.start) for r in region)] = values
-    raw = block.tobytes() if spec.codec is None else spec.codec.encode(block)
-    key = spec.key(index)
-    os.makedirs(os.path.dirname(key), exist_ok=True)
-    tmp = f"{key}.{os.getpid()}.{threading.get_ident()}.partial"
-    with open(tmp, "wb") as f:
-        f.write(raw)
-    os.replace(tmp, key)
+    else:
+        _write_direct(spec, index, values)
 
 
 def write_element(path: str, index: tuple[int, ...], value: Any) -> None:
@@ -206,9 +195,27 @@ def write_element(path: str, index: tuple[int, ...], value: Any) -> None:
     """
     spec = layout(path)
     if spec is not None and all(c == 1 for c in spec.chunks):
-        write_chunk(path, index, np.asarray(value))
+        if not all(0 <= i < n for i, n in zip(index, spec.shape, strict=True)):
+            raise IndexError(f"element {index} is outside {path} of shape {spec.shape}")
+        _write_direct(spec, index, np.asarray(value).reshape(spec.chunks))
     else:
         array_handle(path, "r+")[index] = value
+
+
+def _write_direct(spec: ChunkLayout, index: tuple[int, ...], values: np.ndarray) -> None:
+    """Encode the in-array part ``values`` of the chunk at ``index`` and rename it into place."""
+    if values.shape == spec.chunks:
+        block = np.ascontiguousarray(values, dtype=spec.dtype)
+    else:  # an edge chunk is stored whole, the fill beyond the edge
+        block = np.full(spec.chunks, spec.fill, dtype=spec.dtype)
+        block[tuple(slice(0, n) for n in values.shape)] = values
+    raw = block.tobytes() if spec.codec is None else spec.codec.encode(block)
+    key = spec.key(index)
+    os.makedirs(os.path.dirname(key), exist_ok=True)
+    tmp = f"{key}.{os.getpid()}.{threading.get_ident()}.partial"
+    with open(tmp, "wb") as f:
+        f.write(raw)
+    os.replace(tmp, key)
 
 
 def _chunk(spec: ChunkLayout, index: tuple[int, ...]) -> np.ndarray | None:

@@ -470,8 +470,8 @@ def infer_tiles(jobs: tuple[TileJob, ...]) -> list[TileOutcome]:
     """The Dask task: read, sample (batched, :func:`sample_tiles`), write and report a few tiles.
 
     Each tile is written to the store on its own as soon as its batch is done, so a resumed run
-    skips exactly the finished tiles. ``seconds`` of each outcome is the task's wall
-    time shared evenly among its tiles.
+    skips exactly the finished tiles. ``seconds`` of each outcome is the task's wall time shared
+    evenly among its tiles.
     """
     start = time.perf_counter()
     torch_threads = os.environ.get("CLEARCUBE_TORCH_THREADS")
@@ -481,8 +481,11 @@ def infer_tiles(jobs: tuple[TileJob, ...]) -> list[TileOutcome]:
     assert len(specs) == 1, "one task samples with one ModelSpec"
     reads = {(job.cube, job.dates, job.max_dates) for job in jobs}
     assert len(reads) == 1, "one task reads one cube's candidates"
-    groups = list(batched(iter(jobs), _tiles_per_call(jobs[0].model, len(jobs))))
-    outcomes = _run_groups(groups, io_threads(len(groups[0])))
+    per_call = _tiles_per_call(jobs[0].model, len(jobs))
+    threads = io_threads(min(per_call, len(jobs)))
+    outcomes: list[Outcome] = []
+    for group in batched(iter(jobs), per_call):
+        outcomes += _infer_group(group, threads)
     seconds = (time.perf_counter() - start) / len(jobs)
     worker = _worker_address()
     return [
@@ -517,8 +520,8 @@ def io_threads(tiles: int) -> int:
     A GPU task reads its whole batch before the call and writes it after, while the host's
     cores wait; one tile's read and write take ~12 ms of one core (bench_tile_io.py), most of a
     tile's ~15 ms share of a GPU call. The chunks are decoded and encoded off the GIL
-    (:mod:`.chunk_io`), so the threads overlap. ``CLEARCUBE_IO_THREADS`` overrides the default of one
-    per core, at most 8. A CPU task's call holds one tile: no threads.
+    (:mod:`.chunk_io`), so the threads overlap. ``CLEARCUBE_IO_THREADS`` overrides the default
+    of one per core, at most 8. A CPU task's call holds one tile: no threads.
     """
     configured = os.environ.get("CLEARCUBE_IO_THREADS")
     if configured and not configured.strip().isdigit():
@@ -542,44 +545,19 @@ Outcome = tuple[TileJob, tuple[int, ...], Any, Any]
 """``(job, picked dates, seen, covered)`` of one written tile."""
 
 
-def _run_groups(groups: list[tuple[TileJob, ...]], threads: int) -> list[Outcome]:
-    """Read, sample and write each group of tiles in turn, each step on ``threads`` threads.
+def _infer_group(jobs: tuple[TileJob, ...], threads: int) -> list[Outcome]:
+    """Read, sample and write the tiles of one network call, each step on ``threads`` threads.
 
-    Overlapping the next group's read and the last one's write with the network call was
+    Overlapping the next call's read and the last one's write with the network call was
     measured and left out: on the 2-core machine, with a stand-in network that sleeps 15 ms a
-    tile, it took 44 ms a tile against 38 ms in turn (benchmarks/RESULTS.md, session 16).
+    tile, it took 44 ms a tile against 39 ms in turn (benchmarks/RESULTS.md, session 16).
     """
-    out: list[Outcome] = []
-    for group in groups:
-        reads = _read_group(group, threads)
-        out += _write_group(group, reads, _sample_group(group, reads, threads), threads)
-    return out
-
-
-Reads = list[tuple[tuple[int, ...], TileInputs, np.ndarray]]
-
-
-def _read_group(jobs: tuple[TileJob, ...], threads: int) -> Reads:
     first = jobs[0]
-    return read_tiles_inputs(
+    reads = read_tiles_inputs(
         first.cube, [j.tile for j in jobs], first.dates, max_dates=first.max_dates,
         threads=threads,
     )  # fmt: skip
-
-
-def _sample_group(
-    jobs: tuple[TileJob, ...], reads: Reads, threads: int
-) -> list[tuple[np.ndarray, np.ndarray]]:
-    return sample_tiles([inputs for _, inputs, _ in reads], jobs[0].model, threads=threads)
-
-
-def _write_group(
-    jobs: tuple[TileJob, ...],
-    reads: Reads,
-    results: list[tuple[np.ndarray, np.ndarray]],
-    threads: int,
-) -> list[Outcome]:
-    """Write each tile's products to the store on one of ``threads`` threads."""
+    results = sample_tiles([inputs for _, inputs, _ in reads], first.model, threads=threads)
 
     def write(item: tuple[TileJob, Any, Any]) -> Outcome:
         job, (picked, inputs, cover), (composite, spread) = item
