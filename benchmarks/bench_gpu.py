@@ -3,8 +3,10 @@
     python benchmarks/bench_gpu.py                      # CUDA if present, else the CPU fallback
     python benchmarks/bench_gpu.py --presets cpu-tiny,small,paper --batches 1,4,8,16,32
     OMP_NUM_THREADS=1 python benchmarks/bench_gpu.py --device cpu --region-tiles 8
+    python benchmarks/bench_gpu.py --parts tasks --cube synthetic    # no catalog or GDAL needed
 
-Four parts, one process, random weights (time does not depend on them):
+Four parts (``--parts``), one process, random weights (time does not depend on them). On a lent
+GPU machine, ``benchmarks/gpu-call.sh`` runs them all, and bench_tile_io.py, in one call.
 
 ``calls``: one network call on 256² tiles (13 bands + 2 SAR channels, the pipeline's
 ``InferenceNetwork``: bf16 autocast in channels-last, or fp32) per preset × batch; the median of
@@ -26,9 +28,9 @@ overlap ≈ 45 × 45), extrapolated when fewer tiles were run. Reading, writing 
 not in this figure.
 
 ``tasks``: the same number of tiles through ``infer_tiles``, the function a worker's task runs:
-each tile's dates chosen and read from a Zarr cube (the demo's, from ``clearcube demo`` unless
-``--cube``; a cloud disc over half of every tile so the model runs on each), sampled, written
-into a mosaic store. ``region`` minus ``tasks`` is what reading and writing cost; only the
+each tile's dates chosen and read from a Zarr cube (the demo's, from ``clearcube demo``, unless
+``--cube`` names one or ``synthetic``: benchmarks/synthetic_cube.py), a cloud disc over half of
+every tile so the model runs on each, sampled, and written into a mosaic store. ``region`` minus ``tasks`` is what reading and writing cost; only the
 scheduler is left out (benchmarks/bench_scheduling.py measures it).
 
 Without CUDA everything runs on the CPU with the cpu-tiny preset, and the output says so.
@@ -70,6 +72,8 @@ BF16_DENSE_PEAK = {
     "L40S": 362e12,
     "L4": 121e12,
 }
+#: The parts, in the order they run (``--parts``).
+PARTS = ("calls", "identity", "region", "tasks")
 #: Tiles of a 100 km × 100 km region at 10 m in 256 px tiles with 32 px overlap (10,000 / 224)².
 REGION_TILES = 2000
 
@@ -184,20 +188,38 @@ def identity(args: argparse.Namespace, device: str, name: str, batches: list[int
     return ok
 
 
+#: Distinct synthetic tiles; more tiles reuse their values at other positions (the time of a
+#: tile does not depend on its values, and 2,000 distinct ones would take ~22 GB of host memory).
+DISTINCT_TILES = 16
+
+
 def _synthetic_tiles(n: int, tile: int, dates: int, seed: int = 0) -> list[TileInputs]:
     rng = np.random.default_rng(seed)
     per_row = max(1, int(np.ceil(np.sqrt(n))))
     stride = tile - 32
     yy, xx = np.mgrid[:tile, :tile]
+    cloud = (yy - tile / 2) ** 2 + (xx - tile / 2) ** 2 < (0.4 * tile) ** 2  # ~50 %
+    known = np.broadcast_to(~cloud, (dates, tile, tile)).copy()
+    values = [
+        (
+            rng.integers(200, 4000, size=(dates, 13, tile, tile)).astype(np.float32),
+            rng.normal(-12.0, 3.0, size=(dates, 2, tile, tile)).astype(np.float32),
+        )
+        for _ in range(min(n, DISTINCT_TILES))
+    ]
     out = []
     for k in range(n):
         r, q = divmod(k, per_row)
-        s2 = rng.integers(200, 4000, size=(dates, 13, tile, tile)).astype(np.float32)
-        s1 = rng.normal(-12.0, 3.0, size=(dates, 2, tile, tile)).astype(np.float32)
-        cloud = (yy - tile / 2) ** 2 + (xx - tile / 2) ** 2 < (0.4 * tile) ** 2  # ~50 %
-        known = np.broadcast_to(~cloud, (dates, tile, tile)).copy()
+        s2, s1 = values[k % len(values)]
         out.append(TileInputs(s2, s1, known, Tile((r, q), r * stride, q * stride, tile, tile)))
     return out
+
+
+def _report(part: str, done: int, total: int, t0: float) -> None:
+    """A running figure, so that a part stopped by a time limit still leaves a rate behind."""
+    seconds = time.perf_counter() - t0
+    print(f"  {part}: {done} of {total} tiles in {seconds:.1f} s, {done / seconds:.2f} tiles/s",
+          flush=True)  # fmt: skip
 
 
 def region(args: argparse.Namespace, device: str, name: str) -> None:
@@ -220,9 +242,13 @@ def region(args: argparse.Namespace, device: str, name: str) -> None:
         t0 = time.perf_counter()
         done = 0
         chunk = max(batch, 1) * 4  # tiles per sample_tiles call; it runs them `batch` at a time
+        every = max(chunk, len(tiles) // 10)
         for start in range(0, len(tiles), chunk):
             sample_tiles(tiles[start : start + chunk], spec)
             done += len(tiles[start : start + chunk])
+            if done % every < chunk and done < len(tiles):
+                _sync(device)
+                _report("region", done, len(tiles), t0)
         _sync(device)
         seconds = time.perf_counter() - t0
     per_tile = seconds / done
@@ -244,7 +270,7 @@ def tasks(args: argparse.Namespace, device: str, name: str) -> None:
     Not in it: the scheduler and the cluster (benchmarks/bench_scheduling.py).
     """
     import zarr
-    from bench_tile_io import cloudy_copy, demo_cube  # beside this script
+    from bench_tile_io import cloudy_copy, masked_cube  # beside this script
 
     from clearcube.pipeline.cube_masks import VALID_ATTR
     from clearcube.pipeline.inference import TileJob, _tiles_per_call, infer_tiles, io_threads
@@ -252,7 +278,7 @@ def tasks(args: argparse.Namespace, device: str, name: str) -> None:
 
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
-        cube = cloudy_copy(args.cube or demo_cube(tmp), tmp / "cloudy.zarr", args.tile)
+        cube = cloudy_copy(masked_cube(args.cube, tmp), tmp / "cloudy.zarr", args.tile)
         cfg = preset(name)
         torch.manual_seed(0)
         ckpt = save_checkpoint(tmp / f"{name}.pt", UNet(cfg.unet), cfg, step=0)
@@ -273,8 +299,11 @@ def tasks(args: argparse.Namespace, device: str, name: str) -> None:
         _sync(device)
         t0 = time.perf_counter()
         outcomes = []
+        every = max(per_task, len(jobs) // 10)
         for start in range(0, len(jobs), per_task):
             outcomes += infer_tiles(tuple(jobs[start : start + per_task]))
+            if len(outcomes) % every < per_task and len(outcomes) < len(jobs):
+                _report("tasks", len(outcomes), len(jobs), t0)
         _sync(device)
         seconds = time.perf_counter() - t0
     generated = statistics.mean(o.generated_fraction for o in outcomes)
@@ -290,7 +319,7 @@ def tasks(args: argparse.Namespace, device: str, name: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the three parts."""
+    """Run the parts asked for."""
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--device", choices=["auto", "cuda", "cpu"], default="auto")
     p.add_argument(
@@ -306,10 +335,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--region-preset", help="default paper on CUDA, cpu-tiny on the CPU")
     p.add_argument("--region-batch", type=int, default=0, help="0: the automatic batch")
     p.add_argument("--compile", action="store_true", help="torch.compile the network (calls only)")
-    p.add_argument("--cube", type=Path, help="tasks: a masked cube (default: run the demo)")
+    p.add_argument(
+        "--cube", type=Path, help="tasks: a masked cube or `synthetic` (default: run the demo)"
+    )
     p.add_argument("--tiles-per-task", type=int, default=16, help="tasks: tiles per task")
-    p.add_argument("--no-tasks", action="store_true", help="skip the tasks part")
+    p.add_argument(
+        "--parts", default=",".join(PARTS), help=f"comma-separated, of {','.join(PARTS)}"
+    )
     args = p.parse_args(argv)
+    parts = args.parts.split(",")
+    if unknown := sorted(set(parts) - set(PARTS)):
+        p.error(f"unknown part(s) {', '.join(unknown)}; choose from {', '.join(PARTS)}")
     cuda = torch.cuda.is_available() and args.device != "cpu"
     if args.device == "cuda" and not cuda:
         print("--device cuda: no CUDA device here; run without --device for the CPU fallback")
@@ -331,12 +367,17 @@ def main(argv: list[str] | None = None) -> int:
     if not cuda:
         print("NO GPU: this is the CPU fallback with the cpu-tiny preset; the GPU goals "
               "(25 % of bf16 peak, 2,000 tiles < 30 s) are not measured by it")  # fmt: skip
-    calls(args, device, presets, batches)
-    print(f"\nidentity (batch vs alone, {args.identity_tile}² tiles):")
-    ok = all(identity(args, device, name, batches) for name in presets[-1:])
-    region(args, device, args.region_preset or ("paper" if cuda else "cpu-tiny"))
-    if not args.no_tasks:
-        tasks(args, device, args.region_preset or ("paper" if cuda else "cpu-tiny"))
+    region_preset = args.region_preset or ("paper" if cuda else "cpu-tiny")
+    ok = True
+    if "calls" in parts:
+        calls(args, device, presets, batches)
+    if "identity" in parts:
+        print(f"\nidentity (batch vs alone, {args.identity_tile}² tiles):")
+        ok = all(identity(args, device, name, batches) for name in presets[-1:])
+    if "region" in parts:
+        region(args, device, region_preset)
+    if "tasks" in parts:
+        tasks(args, device, region_preset)
     return 0 if ok else 1
 
 

@@ -1,6 +1,7 @@
 """What an inference task spends per tile outside the network: reading its inputs, writing its result.
 
     python benchmarks/bench_tile_io.py [--cube out/demo/cube.zarr] [--repeats 3] [--threads 1,2,4]
+    python benchmarks/bench_tile_io.py --cube synthetic   # no catalog or GDAL (GPU machine)
 
 On a masked cube (default: ``clearcube demo`` is run into a temporary folder and its cube used),
 for every tile of the demo's plan (256 px, 32 px overlap) and the run's candidate dates, in
@@ -77,6 +78,21 @@ def demo_cube(tmp: Path) -> Path:
     return out / "cube.zarr"
 
 
+def masked_cube(given: Path | None, tmp: Path) -> Path:
+    """The ``--cube`` of bench_tile_io.py and bench_gpu.py: a path, ``synthetic`` or the demo's.
+
+    ``synthetic`` (benchmarks/synthetic_cube.py) needs neither the catalog nor GDAL: the GPU
+    machine's way (benchmarks/gpu-call.sh).
+    """
+    if given is None:
+        return demo_cube(tmp)
+    if str(given) == "synthetic":
+        from synthetic_cube import synthetic_cube  # beside this script
+
+        return synthetic_cube(tmp / "synthetic.zarr")
+    return given
+
+
 def _candidates(cube: Path) -> tuple[int, ...]:
     """Every date whose validity the mask stage recorded (the demo: its nine candidates)."""
     from clearcube.pipeline.cube_masks import VALID_ATTR
@@ -88,7 +104,7 @@ def _candidates(cube: Path) -> tuple[int, ...]:
 def main() -> None:
     """Run the rounds and print per-tile figures."""
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--cube", type=Path, help="a masked cube (default: run the demo)")
+    p.add_argument("--cube", type=Path, help="a masked cube or `synthetic` (default: run the demo)")
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--max-dates", type=int, default=3, help="L, dates a tile fuses (demo: 3)")
     p.add_argument("--threads", default="1,2,4", help="reader threads for the batch read")
@@ -98,7 +114,7 @@ def main() -> None:
     print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores")
     with tempfile.TemporaryDirectory() as tmp_name:
         tmp = Path(tmp_name)
-        cube = args.cube or demo_cube(tmp)
+        cube = masked_cube(args.cube, tmp)
         candidates = _candidates(cube)
         spec = spec_for_cube(cube, tile=256, overlap=32, uncertainty=False, run={"bench": 1})
         tiles = list(spec.plan)
