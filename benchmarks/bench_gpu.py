@@ -5,7 +5,7 @@
     OMP_NUM_THREADS=1 python benchmarks/bench_gpu.py --device cpu --region-tiles 8
     python benchmarks/bench_gpu.py --parts tasks --cube synthetic    # no catalog or GDAL needed
 
-Four parts (``--parts``), one process, random weights (time does not depend on them). On a lent
+Five parts (``--parts``), one process, random weights (time does not depend on them). On a lent
 GPU machine, ``benchmarks/gpu-call.sh`` runs them all, and bench_tile_io.py, in one call.
 
 ``calls``: one network call on 256² tiles (13 bands + 2 SAR channels, the pipeline's
@@ -31,7 +31,11 @@ not in this figure.
 each tile's dates chosen and read from a Zarr cube (the demo's, from ``clearcube demo``, unless
 ``--cube`` names one or ``synthetic``: benchmarks/synthetic_cube.py), a cloud disc over half of
 every tile so the model runs on each, sampled, and written into a mosaic store. ``region`` minus ``tasks`` is what reading and writing cost; only the
-scheduler is left out (benchmarks/bench_scheduling.py measures it).
+scheduler is left out.
+
+``pipeline``: the same jobs as Dask tasks on clearcube's local cluster, submitted as the
+pipeline's inference stage (``run_tiles``) submits them: the whole stage, scheduler and worker
+processes included. ``pipeline`` minus ``tasks`` is what the cluster costs.
 
 Without CUDA everything runs on the CPU with the cpu-tiny preset, and the output says so.
 """
@@ -45,6 +49,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -73,7 +78,7 @@ BF16_DENSE_PEAK = {
     "L4": 121e12,
 }
 #: The parts, in the order they run (``--parts``).
-PARTS = ("calls", "identity", "region", "tasks")
+PARTS = ("calls", "identity", "region", "tasks", "pipeline")
 #: Tiles of a 100 km × 100 km region at 10 m in 256 px tiles with 32 px overlap (10,000 / 224)².
 REGION_TILES = 2000
 
@@ -261,41 +266,65 @@ def region(args: argparse.Namespace, device: str, name: str) -> None:
     )
 
 
-def tasks(args: argparse.Namespace, device: str, name: str) -> None:
-    """The region through the pipeline's task function, with the cube's reads and the store's writes.
-
-    ``clearcube.pipeline.inference.infer_tiles`` (what a worker runs) over ``--region-tiles``
-    jobs of the demo's 25 tiles over and over (the cube from ``clearcube demo``, or ``--cube``,
-    made cloudy by ``bench_tile_io.cloudy_copy``), ``--tiles-per-task`` per call, into one mosaic store.
-    Not in it: the scheduler and the cluster (benchmarks/bench_scheduling.py).
-    """
+def _task_jobs(args: argparse.Namespace, device: str, name: str, tmp: Path) -> list[Any]:
+    """``--region-tiles`` inference jobs over a cloudy copy of the masked cube, a new mosaic
+    store each time the cube's plan comes round again (no tile written twice into one store;
+    the Dask keys of the ``pipeline`` part, tokens of the jobs, stay distinct)."""
     import zarr
     from bench_tile_io import cloudy_copy, masked_cube  # beside this script
 
     from clearcube.pipeline.cube_masks import VALID_ATTR
-    from clearcube.pipeline.inference import TileJob, _tiles_per_call, infer_tiles, io_threads
+    from clearcube.pipeline.inference import TileJob
     from clearcube.pipeline.mosaic import open_mosaic, spec_for_cube
 
+    cube = cloudy_copy(masked_cube(args.cube, tmp), tmp / "cloudy.zarr", args.tile)
+    cfg = preset(name)
+    torch.manual_seed(0)
+    ckpt = save_checkpoint(tmp / f"{name}.pt", UNet(cfg.unet), cfg, step=0)
+    spec = ModelSpec(
+        checkpoint=str(ckpt), sampler="ddim", steps=args.calls_per_tile,
+        precision=args.precision, device=device, batch=args.region_batch,
+    )  # fmt: skip
+    layout = spec_for_cube(cube, tile=args.tile, overlap=32, uncertainty=False, run={})
+    plan = list(layout.plan)
+    candidates = tuple(int(i) for i in zarr.open_group(cube, mode="r").attrs[VALID_ATTR])  # type: ignore[union-attr]
+    rounds = -(-(args.region_tiles + 1) // len(plan))  # + 1: the warm-up job
+    stores = [open_mosaic(tmp / f"mosaic-{r}.zarr", layout) for r in range(rounds)]
+    return [
+        TileJob(str(cube), stores[k // len(plan)], tile, candidates, spec, max_dates=3)
+        for k, tile in ((k, plan[k % len(plan)]) for k in range(args.region_tiles + 1))
+    ]
+
+
+def _tasks_line(part: str, jobs: list[Any], outcomes: list[Any], seconds: float, how: str) -> str:
+    generated = statistics.mean(o.generated_fraction for o in outcomes)
+    if generated < 0.25:  # the discs cover ~50 %: the tiles' dates did not see them
+        raise SystemExit(f"{part}: only {generated:.0%} of the pixels generated; not a figure")
+    extrapolated = "measured" if len(jobs) >= REGION_TILES else f"extrapolated from {len(jobs)}"
+    spec = jobs[0].model
+    return (
+        f"\n{part}: {len(jobs)} tiles of {jobs[0].tile.height}² ({how}, "
+        f"{len(jobs[0].dates)} candidates, L = 3, {generated:.0%} generated), "
+        f"{Path(spec.checkpoint).stem}: {seconds:.1f} s, {len(jobs) / seconds:.2f} tiles/s; "
+        f"{REGION_TILES} tiles: {seconds / len(jobs) * REGION_TILES:.1f} s ({extrapolated}; "
+        "goal < 30 s)"
+    )
+
+
+def tasks(args: argparse.Namespace, device: str, name: str) -> None:
+    """The region through the pipeline's task function, with the cube's reads and the store's writes.
+
+    ``clearcube.pipeline.inference.infer_tiles`` (what a worker runs) over ``--region-tiles``
+    jobs of the cube's tiles over and over (the cube from ``clearcube demo``, ``--cube`` or
+    ``synthetic``, made cloudy by ``bench_tile_io.cloudy_copy``), ``--tiles-per-task`` per
+    call, in this process. Not in it: the scheduler and the cluster (the ``pipeline`` part).
+    """
+    from clearcube.pipeline.inference import _tiles_per_call, infer_tiles, io_threads
+
     with tempfile.TemporaryDirectory() as tmp_name:
-        tmp = Path(tmp_name)
-        cube = cloudy_copy(masked_cube(args.cube, tmp), tmp / "cloudy.zarr", args.tile)
-        cfg = preset(name)
-        torch.manual_seed(0)
-        ckpt = save_checkpoint(tmp / f"{name}.pt", UNet(cfg.unet), cfg, step=0)
-        spec = ModelSpec(
-            checkpoint=str(ckpt), sampler="ddim", steps=args.calls_per_tile,
-            precision=args.precision, device=device, batch=args.region_batch,
-        )  # fmt: skip
-        layout = spec_for_cube(cube, tile=args.tile, overlap=32, uncertainty=False, run={})
-        store = open_mosaic(tmp / "mosaic.zarr", layout)
-        plan = list(layout.plan)
-        candidates = tuple(int(i) for i in zarr.open_group(cube, mode="r").attrs[VALID_ATTR])  # type: ignore[union-attr]
-        jobs = [
-            TileJob(str(cube), store, plan[k % len(plan)], candidates, spec, max_dates=3)
-            for k in range(args.region_tiles)
-        ]
+        warm, *jobs = _task_jobs(args, device, name, Path(tmp_name))
         per_task = args.tiles_per_task
-        infer_tiles(tuple(jobs[:1]))  # loads the network, sizes the automatic batch
+        infer_tiles((warm,))  # loads the network, sizes the automatic batch
         _sync(device)
         t0 = time.perf_counter()
         outcomes = []
@@ -306,16 +335,61 @@ def tasks(args: argparse.Namespace, device: str, name: str) -> None:
                 _report("tasks", len(outcomes), len(jobs), t0)
         _sync(device)
         seconds = time.perf_counter() - t0
-    generated = statistics.mean(o.generated_fraction for o in outcomes)
-    if generated < 0.25:  # the discs cover ~50 %: the tiles' dates did not see them
-        raise SystemExit(f"tasks: only {generated:.0%} of the pixels generated; not a figure")
-    how = "measured" if len(jobs) >= REGION_TILES else f"extrapolated from {len(jobs)} tiles"
-    print(
-        f"\ntasks: {len(jobs)} tiles of {args.tile}² through infer_tiles ({per_task} per task, "
-        f"{io_threads(_tiles_per_call(spec, per_task))} I/O thread(s), {len(candidates)} candidates, L = 3, "
-        f"{generated:.0%} generated), {name}: {seconds:.1f} s, {len(jobs) / seconds:.2f} tiles/s; "
-        f"{REGION_TILES} tiles: {seconds / len(jobs) * REGION_TILES:.1f} s ({how}; goal < 30 s)"
-    )
+    threads = io_threads(_tiles_per_call(jobs[0].model, per_task))
+    how = f"infer_tiles in this process, {per_task} per task, {threads} I/O thread(s)"
+    print(_tasks_line("tasks", jobs, outcomes, seconds, how))
+
+
+def pipeline(args: argparse.Namespace, device: str, name: str) -> None:
+    """The ``tasks`` jobs as the pipeline's inference stage runs them: Dask tasks on a cluster.
+
+    clearcube's local cluster (``clearcube.deploy.local.local_cluster``: on a GPU machine one
+    ``LocalCUDACluster`` worker per GPU, else CPU workers), tasks of ``tiles_per_task`` tiles
+    submitted by ``run_bounded`` with the ``GPU`` resource and 4 tasks in flight per slot, as
+    ``run_tiles`` does; the figure includes the scheduler, the task transfers and the workers'
+    processes. Should the GPU cluster not start (dask-cuda missing or failing), one plain
+    worker process on the GPU instead, and the output says so.
+    """
+    import contextlib
+
+    from clearcube.deploy.local import local_cluster, require_gpu_slots
+    from clearcube.pipeline.inference import infer_tiles
+    from clearcube.pipeline.scheduling import batched, run_bounded, tiles_per_task
+
+    with tempfile.TemporaryDirectory() as tmp_name, contextlib.ExitStack() as stack:
+        warm, *jobs = _task_jobs(args, device, name, Path(tmp_name))
+        kind = "clearcube's local cluster"
+        try:
+            client = stack.enter_context(local_cluster(dashboard_address=None))
+        except Exception as exc:  # any failure of the GPU cluster: say so and go on
+            if device != "cuda":
+                raise
+            print(f"  pipeline: the GPU cluster did not start ({str(exc)[:120]}); one worker")
+            kind = "one plain worker process (no dask-cuda)"
+            client = stack.enter_context(
+                local_cluster(gpu=False, n_workers=1, dashboard_address=None)
+            )
+        slots = require_gpu_slots(client)
+        size = tiles_per_task(len(jobs), slots)
+        for worker in client.scheduler_info()["workers"]:  # each loads its network first
+            client.submit(
+                infer_tiles, (warm,), workers=[worker], resources={"GPU": 1}, pure=False
+            ).result()
+        outcomes: list[Any] = []
+
+        def done(batch: Any, results: list[Any]) -> None:
+            outcomes.extend(results)
+            if len(outcomes) % max(size, len(jobs) // 10) < size and len(outcomes) < len(jobs):
+                _report("pipeline", len(outcomes), len(jobs), t0)
+
+        t0 = time.perf_counter()
+        run_bounded(
+            client, infer_tiles, batched(jobs, size), on_result=done,
+            max_in_flight=4 * slots, resources={"GPU": 1},
+        )  # fmt: skip
+        seconds = time.perf_counter() - t0
+    how = f"{kind}, {slots} slot(s), {size} tiles per task"
+    print(_tasks_line("pipeline", jobs, outcomes, seconds, how))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -378,6 +452,8 @@ def main(argv: list[str] | None = None) -> int:
         region(args, device, region_preset)
     if "tasks" in parts:
         tasks(args, device, region_preset)
+    if "pipeline" in parts:
+        pipeline(args, device, region_preset)
     return 0 if ok else 1
 
 
