@@ -207,7 +207,7 @@ def _synthetic_tiles(n: int, tile: int, dates: int, seed: int = 0) -> list[TileI
     known = np.broadcast_to(~cloud, (dates, tile, tile)).copy()
     values = [
         (
-            rng.integers(200, 4000, size=(dates, 13, tile, tile)).astype(np.float32),
+            rng.integers(200, 4000, size=(dates, 13, tile, tile)).astype(np.uint16),  # DN
             rng.normal(-12.0, 3.0, size=(dates, 2, tile, tile)).astype(np.float32),
         )
         for _ in range(min(n, DISTINCT_TILES))
@@ -243,6 +243,8 @@ def region(args: argparse.Namespace, device: str, name: str) -> None:
         shape = (1, mcfg.unet.in_channels, args.tile, args.tile)
         batch = spec.batch or auto_batch(net, mcfg, device, shape)
         tiles = _synthetic_tiles(args.region_tiles, args.tile, 3)
+        print(f"region: {len(tiles)} tiles of {args.tile}², {name}, {args.calls_per_tile} calls "
+              f"per tile, {resolve_precision(args.precision, device)}, batch {batch}", flush=True)  # fmt: skip
         _sync(device)
         t0 = time.perf_counter()
         done = 0
@@ -296,18 +298,31 @@ def _task_jobs(args: argparse.Namespace, device: str, name: str, tmp: Path) -> l
     ]
 
 
-def _tasks_line(part: str, jobs: list[Any], outcomes: list[Any], seconds: float, how: str) -> str:
+def _tasks_how(jobs: list[Any], per_task: int, where: str) -> str:
+    """What a ``tasks`` or ``pipeline`` figure ran: printed before the timed loop and after it."""
+    from clearcube.pipeline.inference import _tiles_per_call, io_threads
+
+    spec = jobs[0].model
+    per_call = _tiles_per_call(spec, per_task)
+    return (
+        f"{len(jobs)} tiles of {jobs[0].tile.height}², {Path(spec.checkpoint).stem}, "
+        f"{spec.steps} calls per tile, {where}, {per_task} tiles per task, up to {per_call} "
+        f"per network call (batch {spec.batch or 'automatic'}), {io_threads(per_call)} I/O "
+        f"thread(s), {len(jobs[0].dates)} candidates"
+    )
+
+
+def _tasks_line(part: str, how: str, outcomes: list[Any], seconds: float) -> str:
     generated = statistics.mean(o.generated_fraction for o in outcomes)
     if generated < 0.25:  # the discs cover ~50 %: the tiles' dates did not see them
         raise SystemExit(f"{part}: only {generated:.0%} of the pixels generated; not a figure")
-    extrapolated = "measured" if len(jobs) >= REGION_TILES else f"extrapolated from {len(jobs)}"
-    spec = jobs[0].model
+    fused = statistics.mean(len(o.dates) for o in outcomes)
+    n = len(outcomes)
+    extrapolated = "measured" if n >= REGION_TILES else f"extrapolated from {n}"
     return (
-        f"\n{part}: {len(jobs)} tiles of {jobs[0].tile.height}² ({how}, "
-        f"{len(jobs[0].dates)} candidates, L = 3, {generated:.0%} generated), "
-        f"{Path(spec.checkpoint).stem}: {seconds:.1f} s, {len(jobs) / seconds:.2f} tiles/s; "
-        f"{REGION_TILES} tiles: {seconds / len(jobs) * REGION_TILES:.1f} s ({extrapolated}; "
-        "goal < 30 s)"
+        f"\n{part}: {how}; L = {fused:.2f} dates fused on average, {generated:.0%} generated: "
+        f"{seconds:.1f} s, {n / seconds:.2f} tiles/s; {REGION_TILES} tiles: "
+        f"{seconds / n * REGION_TILES:.1f} s ({extrapolated}; goal < 30 s)"
     )
 
 
@@ -317,13 +332,17 @@ def tasks(args: argparse.Namespace, device: str, name: str) -> None:
     ``clearcube.pipeline.inference.infer_tiles`` (what a worker runs) over ``--region-tiles``
     jobs of the cube's tiles over and over (the cube from ``clearcube demo``, ``--cube`` or
     ``synthetic``, made cloudy by ``bench_tile_io.cloudy_copy``), ``--tiles-per-task`` per
-    call, in this process. Not in it: the scheduler and the cluster (the ``pipeline`` part).
+    call (default 16, the pipeline's most), in this process. Not in it: the scheduler and
+    the cluster (the ``pipeline`` part).
     """
-    from clearcube.pipeline.inference import _tiles_per_call, infer_tiles, io_threads
+    from clearcube.pipeline.inference import infer_tiles
+    from clearcube.pipeline.scheduling import MAX_TILES_PER_TASK
 
     with tempfile.TemporaryDirectory() as tmp_name:
         warm, *jobs = _task_jobs(args, device, name, Path(tmp_name))
-        per_task = args.tiles_per_task
+        per_task = args.tiles_per_task or MAX_TILES_PER_TASK
+        how = _tasks_how(jobs, per_task, "infer_tiles in this process")
+        print(f"tasks: {how}", flush=True)
         infer_tiles((warm,))  # loads the network, sizes the automatic batch
         _sync(device)
         t0 = time.perf_counter()
@@ -335,9 +354,7 @@ def tasks(args: argparse.Namespace, device: str, name: str) -> None:
                 _report("tasks", len(outcomes), len(jobs), t0)
         _sync(device)
         seconds = time.perf_counter() - t0
-    threads = io_threads(_tiles_per_call(jobs[0].model, per_task))
-    how = f"infer_tiles in this process, {per_task} per task, {threads} I/O thread(s)"
-    print(_tasks_line("tasks", jobs, outcomes, seconds, how))
+    print(_tasks_line("tasks", how, outcomes, seconds))
 
 
 def pipeline(args: argparse.Namespace, device: str, name: str) -> None:
@@ -345,7 +362,7 @@ def pipeline(args: argparse.Namespace, device: str, name: str) -> None:
 
     clearcube's local cluster (``clearcube.deploy.local.local_cluster``: on a GPU machine one
     ``LocalCUDACluster`` worker per GPU, else CPU workers), tasks of ``tiles_per_task`` tiles
-    submitted by ``run_bounded`` with the ``GPU`` resource and 4 tasks in flight per slot, as
+    (or ``--tiles-per-task``) submitted by ``run_bounded`` with the ``GPU`` resource and 4 tasks in flight per slot, as
     ``run_tiles`` does; the figure includes the scheduler, the task transfers and the workers'
     processes. Should the GPU cluster not start (dask-cuda missing or failing), one plain
     worker process on the GPU instead, and the output says so.
@@ -359,6 +376,8 @@ def pipeline(args: argparse.Namespace, device: str, name: str) -> None:
     with tempfile.TemporaryDirectory() as tmp_name, contextlib.ExitStack() as stack:
         warm, *jobs = _task_jobs(args, device, name, Path(tmp_name))
         kind = "clearcube's local cluster"
+        print("  pipeline: starting the local cluster", flush=True)
+        started = time.perf_counter()
         try:
             client = stack.enter_context(local_cluster(dashboard_address=None))
         except Exception as exc:  # any failure of the GPU cluster: say so and go on
@@ -370,7 +389,10 @@ def pipeline(args: argparse.Namespace, device: str, name: str) -> None:
                 local_cluster(gpu=False, n_workers=1, dashboard_address=None)
             )
         slots = require_gpu_slots(client)
-        size = tiles_per_task(len(jobs), slots)
+        print(f"  pipeline: {slots} slot(s) after {time.perf_counter() - started:.1f} s")
+        size = args.tiles_per_task or tiles_per_task(len(jobs), slots)
+        how = _tasks_how(jobs, size, f"{kind}, {slots} slot(s)")
+        print(f"pipeline: {how}", flush=True)
         for worker in client.scheduler_info()["workers"]:  # each loads its network first
             client.submit(
                 infer_tiles, (warm,), workers=[worker], resources={"GPU": 1}, pure=False
@@ -388,8 +410,7 @@ def pipeline(args: argparse.Namespace, device: str, name: str) -> None:
             max_in_flight=4 * slots, resources={"GPU": 1},
         )  # fmt: skip
         seconds = time.perf_counter() - t0
-    how = f"{kind}, {slots} slot(s), {size} tiles per task"
-    print(_tasks_line("pipeline", jobs, outcomes, seconds, how))
+    print(_tasks_line("pipeline", how, outcomes, seconds))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -412,7 +433,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--cube", type=Path, help="tasks: a masked cube or `synthetic` (default: run the demo)"
     )
-    p.add_argument("--tiles-per-task", type=int, default=16, help="tasks: tiles per task")
+    p.add_argument(
+        "--tiles-per-task",
+        type=int,
+        help="tasks, pipeline: tiles per task (default: 16, the pipeline's choice)",
+    )
     p.add_argument(
         "--parts", default=",".join(PARTS), help=f"comma-separated, of {','.join(PARTS)}"
     )
@@ -447,7 +472,7 @@ def main(argv: list[str] | None = None) -> int:
         calls(args, device, presets, batches)
     if "identity" in parts:
         print(f"\nidentity (batch vs alone, {args.identity_tile}² tiles):")
-        ok = all(identity(args, device, name, batches) for name in presets[-1:])
+        ok = identity(args, device, region_preset, batches)  # the preset the region runs
     if "region" in parts:
         region(args, device, region_preset)
     if "tasks" in parts:

@@ -7,8 +7,8 @@ the working tree that travels to it is limited to 64 MiB (the demo's cube alone 
 the benchmarks that need a masked cube there (bench_gpu.py ``tasks``, bench_tile_io.py) make this
 one instead: written by clearcube's own ``write_cube`` (the cube's chunks and codecs) and masked
 by its own mask stage on the ``scl`` route (``cloud``, ``mask_state`` and the recorded dates, as
-a real run leaves them). Its values are smooth fields plus per-pixel texture (±24 DN) and cloud
-blobs on every date but the first. Its ``s2`` chunks take ~1.3x the demo cube's bytes per pixel
+a real run leaves them). Its values are smooth fields plus per-pixel texture (±24 DN); each
+date is clear on a third of the area, so every tile fuses three dates (L = 3, as the demo's do). Its ``s2`` chunks take ~1.3x the demo cube's bytes per pixel
 (128 vs 90 MB per megapixel of 9 dates), so its reads are a little slower than a real cube's: a
 benchmark of reading, writing and the network's time, not of fills.
 """
@@ -29,6 +29,8 @@ from clearcube.pipeline.masking import MaskRequest
 
 #: Sen2Cor scene classes used: 4 vegetation (clear), 9 cloud of high probability.
 CLEAR_CLASS, CLOUD_CLASS = 4, 9
+#: Side (px) of the cells whose diagonal bands are clear on one date in three.
+CELL = 32
 
 
 def synthetic_dataset(edge: int, dates: int, *, chunk: int = 256, seed: int = 0) -> xr.Dataset:
@@ -47,12 +49,13 @@ def synthetic_dataset(edge: int, dates: int, *, chunk: int = 256, seed: int = 0)
             for t in range(dates)
         ]
     ).astype(np.float32)
-    scl = np.full((dates, edge, edge), CLEAR_CLASS, dtype=np.uint8)
-    for t in range(1, dates):  # date 0 clear everywhere: every tile has a clear date
-        for _ in range(max(1, edge // 128)):
-            cy, cx = rng.integers(0, edge, size=2)
-            radius = rng.integers(edge // 24, edge // 8)
-            scl[t][(yy * edge - cy) ** 2 + (xx * edge - cx) ** 2 < radius**2] = CLOUD_CLASS
+    # Each date clear on a third of the area, in diagonal bands of 32 px cells, the next date
+    # on the next third: a tile needs three dates for its ground (as the demo's tiles fuse
+    # three), and any three consecutive dates see every pixel.
+    cell = np.add.outer(np.arange(edge) // CELL, np.arange(edge) // CELL)
+    scl = np.stack(
+        [np.where((cell + t) % 3 == 0, CLEAR_CLASS, CLOUD_CLASS) for t in range(dates)]
+    ).astype(np.uint8)
     times = pd.date_range("2024-05-02T10:15:41", periods=dates, freq="10D").values
     x0, y0, res = 582280.0, 4995720.0, 10.0
     ds = xr.Dataset(

@@ -58,6 +58,19 @@ def test_the_kit_and_the_image_hold_every_distribution_the_gpu_benchmarks_load()
     assert not missing, f"add to PACKAGES in scripts/device-kit (and pin): {sorted(missing)}"
 
 
+def test_the_call_rebuilds_every_package_mapping_of_pyproject() -> None:
+    import tomllib
+
+    mapping = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"][
+        "package-dir"
+    ]
+    wanted = {folder for name, folder in mapping.items() if name.startswith("clearcube.")}
+    script = (ROOT / "benchmarks" / "gpu-call.sh").read_text()
+    linked = re.search(r"^for part in ([\w ]+); do ln -s", script, flags=re.MULTILINE)
+    assert linked, "gpu-call.sh no longer links the package folders in one loop"
+    assert set(linked.group(1).split()) == wanted
+
+
 def test_every_kit_package_is_pinned() -> None:
     pins = {
         _norm(line.split("==")[0])
@@ -67,17 +80,22 @@ def test_every_kit_package_is_pinned() -> None:
     assert _names("PACKAGES") <= pins, sorted(_names("PACKAGES") - pins)
 
 
-def test_the_synthetic_cube_is_masked_as_the_mask_stage_would(tmp_path: Path) -> None:
+def test_the_synthetic_cube_is_masked_as_the_mask_stage_would_and_tiles_fuse_three_dates(
+    tmp_path: Path,
+) -> None:
     sys.path.insert(0, str(ROOT / "benchmarks"))
     try:
+        from bench_tile_io import cloudy_copy
         from synthetic_cube import CLEAR_CLASS, synthetic_cube
     finally:
         sys.path.remove(str(ROOT / "benchmarks"))
     import zarr
 
     from clearcube.pipeline.cube_masks import CLOUD_BIT, VALID_BIT
+    from clearcube.pipeline.inference import read_tiles_inputs
+    from clearcube.pipeline.tiles import plan_tiles
 
-    cube = synthetic_cube(tmp_path / "c.zarr", edge=300, dates=3)
+    cube = synthetic_cube(tmp_path / "c.zarr", edge=480, dates=4)
     group = zarr.open_group(cube, mode="r")
     scl = np.asarray(group["scl"][:])
     s2 = np.asarray(group["s2"][:])
@@ -85,8 +103,12 @@ def test_the_synthetic_cube_is_masked_as_the_mask_stage_would(tmp_path: Path) ->
     assert np.array_equal(np.asarray(group["cloud"][:]), scl != CLEAR_CLASS)
     assert np.array_equal(state & VALID_BIT > 0, np.all(s2 > 0, axis=1))
     assert np.array_equal(state & CLOUD_BIT > 0, scl != CLEAR_CLASS)
-    assert not (scl[0] != CLEAR_CLASS).any() and (scl[1:] != CLEAR_CLASS).any()
-    assert sorted(group.attrs["clearcube_valid"]) == [0, 1, 2]  # type: ignore[arg-type]
+    assert sorted(group.attrs["clearcube_valid"]) == [0, 1, 2, 3]  # type: ignore[arg-type]
+    # what the benchmarks read: every tile fuses L = 3 dates, before and after the cloud discs
+    plan = plan_tiles(480, 480, tile=256, overlap=32)
+    for path in (cube, cloudy_copy(cube, tmp_path / "cloudy.zarr", 256)):
+        reads = read_tiles_inputs(str(path), list(plan), (0, 1, 2, 3), max_dates=3)
+        assert [len(picked) for picked, _, _ in reads] == [3] * len(plan)
 
 
 if __name__ == "__main__":
