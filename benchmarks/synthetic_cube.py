@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+import dask
 import numpy as np
 import pandas as pd
 import xarray as xr
@@ -88,8 +89,11 @@ def synthetic_dataset(edge: int, dates: int, *, chunk: int = 256, seed: int = 0)
 def synthetic_cube(path: Path, edge: int = 960, dates: int = 9, *, seed: int = 0) -> Path:
     """Write :func:`synthetic_dataset` to ``path`` and mask every date (``scl`` route)."""
     region = 4 * 256
-    write_cube(synthetic_dataset(edge, dates, seed=seed), path, region_size=region)
-    mask_dates(path, tuple(range(dates)), MaskRequest(method="scl"), lambda done, total: None)
+    # this process's threads, whatever client is about: the values are in this process
+    write_cube(synthetic_dataset(edge, dates, seed=seed), path, region_size=region,
+               scheduler="threads")  # fmt: skip
+    with dask.config.set(scheduler="threads"):
+        mask_dates(path, tuple(range(dates)), MaskRequest(method="scl"), lambda d, n: None)
     return path
 
 
