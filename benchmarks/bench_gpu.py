@@ -30,8 +30,9 @@ not in this figure.
 ``tasks``: the same number of tiles through ``infer_tiles``, the function a worker's task runs:
 each tile's dates chosen and read from a Zarr cube (the demo's, from ``clearcube demo``, unless
 ``--cube`` names one or ``synthetic``: benchmarks/synthetic_cube.py), a cloud disc over half of
-every tile so the model runs on each, sampled, and written into a mosaic store. ``region`` minus ``tasks`` is what reading and writing cost; only the
-scheduler is left out.
+every tile so the model runs on each, sampled, and written into a mosaic store. ``tasks`` minus
+``region`` is what reading and writing cost where both print the same tiles per network call;
+only the scheduler is left out.
 
 ``pipeline``: the same jobs as Dask tasks on clearcube's local cluster, submitted as the
 pipeline's inference stage (``run_tiles``) submits them: the whole stage, scheduler and worker
@@ -220,11 +221,27 @@ def _synthetic_tiles(n: int, tile: int, dates: int, seed: int = 0) -> list[TileI
     return out
 
 
-def _report(part: str, done: int, total: int, t0: float) -> None:
-    """A running figure, so that a part stopped by a time limit still leaves a rate behind."""
-    seconds = time.perf_counter() - t0
-    print(f"  {part}: {done} of {total} tiles in {seconds:.1f} s, {done / seconds:.2f} tiles/s",
-          flush=True)  # fmt: skip
+class _Rate:
+    """Running figures about every tenth of a part, so that one stopped by a time limit still
+    leaves a rate behind. Call :meth:`start` when the timing starts, then the object with the
+    tiles done after each step of ``step`` tiles; ``sync`` runs before a figure is taken."""
+
+    def __init__(self, part: str, total: int, step: int, sync: Any = None) -> None:
+        self.part, self.total, self.step, self.sync = part, total, step, sync
+        self.every = max(step, total // 10)
+        self.t0 = time.perf_counter()
+
+    def start(self) -> None:
+        self.t0 = time.perf_counter()
+
+    def __call__(self, done: int) -> None:
+        if done % self.every >= self.step or done >= self.total:
+            return
+        if self.sync is not None:
+            self.sync()
+        seconds = time.perf_counter() - self.t0
+        print(f"  {self.part}: {done} of {self.total} tiles in {seconds:.1f} s, "
+              f"{done / seconds:.2f} tiles/s", flush=True)  # fmt: skip
 
 
 def region(args: argparse.Namespace, device: str, name: str) -> None:
@@ -243,19 +260,19 @@ def region(args: argparse.Namespace, device: str, name: str) -> None:
         shape = (1, mcfg.unet.in_channels, args.tile, args.tile)
         batch = spec.batch or auto_batch(net, mcfg, device, shape)
         tiles = _synthetic_tiles(args.region_tiles, args.tile, 3)
+        precision = resolve_precision(args.precision, device)
         print(f"region: {len(tiles)} tiles of {args.tile}², {name}, {args.calls_per_tile} calls "
-              f"per tile, {resolve_precision(args.precision, device)}, batch {batch}", flush=True)  # fmt: skip
+              f"per tile, {precision}, batch {batch}", flush=True)  # fmt: skip
+        chunk = max(batch, 1) * 4  # tiles per sample_tiles call; it runs them `batch` at a time
+        rate = _Rate("region", len(tiles), chunk, sync=lambda: _sync(device))
         _sync(device)
         t0 = time.perf_counter()
+        rate.start()
         done = 0
-        chunk = max(batch, 1) * 4  # tiles per sample_tiles call; it runs them `batch` at a time
-        every = max(chunk, len(tiles) // 10)
         for start in range(0, len(tiles), chunk):
             sample_tiles(tiles[start : start + chunk], spec)
             done += len(tiles[start : start + chunk])
-            if done % every < chunk and done < len(tiles):
-                _sync(device)
-                _report("region", done, len(tiles), t0)
+            rate(done)
         _sync(device)
         seconds = time.perf_counter() - t0
     per_tile = seconds / done
@@ -290,12 +307,13 @@ def _task_jobs(args: argparse.Namespace, device: str, name: str, tmp: Path) -> l
     layout = spec_for_cube(cube, tile=args.tile, overlap=32, uncertainty=False, run={})
     plan = list(layout.plan)
     candidates = tuple(int(i) for i in zarr.open_group(cube, mode="r").attrs[VALID_ATTR])  # type: ignore[union-attr]
-    rounds = -(-(args.region_tiles + 1) // len(plan))  # + 1: the warm-up job
-    stores = [open_mosaic(tmp / f"mosaic-{r}.zarr", layout) for r in range(rounds)]
-    return [
-        TileJob(str(cube), stores[k // len(plan)], tile, candidates, spec, max_dates=3)
-        for k, tile in ((k, plan[k % len(plan)]) for k in range(args.region_tiles + 1))
-    ]
+    jobs = []
+    for k in range(args.region_tiles + 1):  # + 1: the warm-up job
+        rounds, i = divmod(k, len(plan))
+        if i == 0:
+            store = open_mosaic(tmp / f"mosaic-{rounds}.zarr", layout)
+        jobs.append(TileJob(str(cube), store, plan[i], candidates, spec, max_dates=3))
+    return jobs
 
 
 def _tasks_how(jobs: list[Any], per_task: int, where: str) -> str:
@@ -344,14 +362,14 @@ def tasks(args: argparse.Namespace, device: str, name: str) -> None:
         how = _tasks_how(jobs, per_task, "infer_tiles in this process")
         print(f"tasks: {how}", flush=True)
         infer_tiles((warm,))  # loads the network, sizes the automatic batch
+        rate = _Rate("tasks", len(jobs), per_task)
         _sync(device)
         t0 = time.perf_counter()
+        rate.start()
         outcomes = []
-        every = max(per_task, len(jobs) // 10)
         for start in range(0, len(jobs), per_task):
             outcomes += infer_tiles(tuple(jobs[start : start + per_task]))
-            if len(outcomes) % every < per_task and len(outcomes) < len(jobs):
-                _report("tasks", len(outcomes), len(jobs), t0)
+            rate(len(outcomes))
         _sync(device)
         seconds = time.perf_counter() - t0
     print(_tasks_line("tasks", how, outcomes, seconds))
@@ -361,11 +379,11 @@ def pipeline(args: argparse.Namespace, device: str, name: str) -> None:
     """The ``tasks`` jobs as the pipeline's inference stage runs them: Dask tasks on a cluster.
 
     clearcube's local cluster (``clearcube.deploy.local.local_cluster``: on a GPU machine one
-    ``LocalCUDACluster`` worker per GPU, else CPU workers), tasks of ``tiles_per_task`` tiles
-    (or ``--tiles-per-task``) submitted by ``run_bounded`` with the ``GPU`` resource and 4 tasks in flight per slot, as
-    ``run_tiles`` does; the figure includes the scheduler, the task transfers and the workers'
-    processes. Should the GPU cluster not start (dask-cuda missing or failing), one plain
-    worker process on the GPU instead, and the output says so.
+    ``LocalCUDACluster`` worker per GPU, else CPU workers), tasks of ``tiles_per_task`` tiles (or
+    ``--tiles-per-task``) submitted by ``run_bounded`` with the ``GPU`` resource and 4 tasks in
+    flight per slot, as ``run_tiles`` does; the figure includes the scheduler, the task transfers
+    and the workers' processes. Should the GPU cluster not start (dask-cuda missing or failing),
+    one plain worker process on the GPU instead, and the output says so.
     """
     import contextlib
 
@@ -398,13 +416,14 @@ def pipeline(args: argparse.Namespace, device: str, name: str) -> None:
                 infer_tiles, (warm,), workers=[worker], resources={"GPU": 1}, pure=False
             ).result()
         outcomes: list[Any] = []
+        rate = _Rate("pipeline", len(jobs), size)
 
         def done(batch: Any, results: list[Any]) -> None:
             outcomes.extend(results)
-            if len(outcomes) % max(size, len(jobs) // 10) < size and len(outcomes) < len(jobs):
-                _report("pipeline", len(outcomes), len(jobs), t0)
+            rate(len(outcomes))
 
         t0 = time.perf_counter()
+        rate.start()
         run_bounded(
             client, infer_tiles, batched(jobs, size), on_result=done,
             max_in_flight=4 * slots, resources={"GPU": 1},

@@ -3,14 +3,15 @@
     python benchmarks/synthetic_cube.py /tmp/synthetic.zarr --edge 960 --dates 9
 
 The GPU machine has torch but not clearcube's reading stack (rasterio, pystac, s2cloudless), and
-the working tree that travels to it is limited to 64 MiB (the demo's cube alone is ~130 MB), so
-the benchmarks that need a masked cube there (bench_gpu.py ``tasks``, bench_tile_io.py) make this
-one instead: written by clearcube's own ``write_cube`` (the cube's chunks and codecs) and masked
-by its own mask stage on the ``scl`` route (``cloud``, ``mask_state`` and the recorded dates, as
-a real run leaves them). Its values are smooth fields plus per-pixel texture (±24 DN); each
-date is clear on a third of the area, so every tile fuses three dates (L = 3, as the demo's do). Its ``s2`` chunks take ~1.3x the demo cube's bytes per pixel
-(128 vs 90 MB per megapixel of 9 dates), so its reads are a little slower than a real cube's: a
-benchmark of reading, writing and the network's time, not of fills.
+the working tree that travels to it is limited to 64 MiB (the demo's cube alone is ~130 MB), so the
+benchmarks that need a masked cube there (bench_gpu.py ``tasks`` and ``pipeline``,
+bench_tile_io.py) make this one instead: written by clearcube's own ``write_cube`` (the cube's
+chunks and codecs) and masked by its own mask stage on the ``scl`` route (``cloud``, ``mask_state``
+and the recorded dates, as a real run leaves them). Its values are smooth fields plus per-pixel
+texture (±24 DN); each date is clear on a third of the area, so every tile fuses three dates
+(L = 3, as the demo's do). Its ``s2`` chunks take ~1.3x the demo cube's bytes per pixel (128 vs 90 MB
+per megapixel of 9 dates), so its reads are a little slower than a real cube's: a benchmark of
+reading, writing and the network's time, not of fills.
 """
 
 from __future__ import annotations
